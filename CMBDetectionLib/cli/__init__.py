@@ -1,0 +1,1 @@
+"""Command-line front ends (``cmb-detect``, ``cmb-train``, ``cmb-eval``, ``cmb-phantom``) over the engine."""

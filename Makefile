@@ -1,0 +1,25 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (each builds .venv on first use).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test figure clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cmb-detect --demo -o demo_output
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+figure: $(STAMP)
+	$(BIN)/python scripts/make_readme_figure.py
+
+clean:
+	rm -rf $(VENV) demo_output
