@@ -1,7 +1,9 @@
 """Inference backends for the slice UNet behind one interface.
 
 A backend turns a batch of preprocessed slices ``(n, 256, 256, 1) float32`` into sigmoid probabilities of the
-same shape. ``make_backend("auto")`` picks the fastest one available (ONNX Runtime, then TensorFlow).
+same shape. ``make_backend("auto")`` tries the backends of :data:`AUTO_ORDER` that are registered in
+:data:`BACKEND_FACTORIES` and takes the first that can run; each factory raises :class:`BackendUnavailable`
+when it cannot (library or model file missing, device absent).
 
 >>> backend = make_backend("tensorflow", model_dir)           # doctest: +SKIP
 >>> probs = backend.predict(batch)                            # doctest: +SKIP
@@ -9,9 +11,15 @@ same shape. ``make_backend("auto")`` picks the fastest one available (ONNX Runti
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+import os
+from typing import Callable, Protocol
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "gpu")
 
 
 class InferenceBackend(Protocol):
@@ -21,3 +29,71 @@ class InferenceBackend(Protocol):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """``(n, H, W, 1) float32`` normalised slices -> ``(n, H, W, 1) float32`` probabilities."""
         ...
+
+
+class BackendUnavailable(ValueError):
+    """This backend cannot run here; the message says why and what to do."""
+
+
+def tensorflow_device(device: str) -> str:
+    """TensorFlow device string for ``auto|cpu|gpu`` (``auto``: the first GPU TensorFlow sees, else CPU)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise BackendUnavailable(
+            "--device gpu: TensorFlow sees no GPU here (install tensorflow[and-cuda] and a CUDA driver); "
+            "use --device auto or cpu."
+        )
+    if device in ("gpu", "auto") and gpus:
+        return "/GPU:0"
+    return "/CPU:0"
+
+
+class TensorFlowBackend:
+    """The Keras UNet with the shipped weights, run by TensorFlow (eager model compiled with ``tf.function``)."""
+
+    name = "tensorflow"
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, device: str = "auto"):
+        import tensorflow as tf
+
+        from .model_store import load_unet
+
+        self.device = tensorflow_device(device)
+        with tf.device(self.device):
+            self._model = load_unet(model_dir)
+        self._forward = tf.function(lambda x: self._model(x, training=False), reduce_retracing=True)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        with tf.device(self.device):
+            return np.asarray(self._forward(tf.convert_to_tensor(batch, tf.float32)), dtype=np.float32)
+
+
+BackendFactory = Callable[..., InferenceBackend]
+BACKEND_FACTORIES: dict[str, BackendFactory] = {"tensorflow": TensorFlowBackend}
+AUTO_ORDER = ("onnxruntime", "tensorflow")
+
+
+def make_backend(kind: str = "auto", model_dir: str | os.PathLike | None = None, device: str = "auto") -> InferenceBackend:
+    """Create the backend ``kind`` (``auto`` or a key of :data:`BACKEND_FACTORIES`) on ``device``."""
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r} unknown; choose one of {', '.join(DEVICES)}.")
+    if kind != "auto":
+        if kind not in BACKEND_FACTORIES:
+            raise BackendUnavailable(
+                f"backend {kind!r} is not available; choose one of auto, {', '.join(BACKEND_FACTORIES)}."
+            )
+        return BACKEND_FACTORIES[kind](model_dir=model_dir, device=device)
+    reasons = []
+    for name in AUTO_ORDER:
+        if name not in BACKEND_FACTORIES:
+            continue
+        try:
+            return BACKEND_FACTORIES[name](model_dir=model_dir, device=device)
+        except BackendUnavailable as exc:
+            log.debug("backend %s unavailable: %s", name, exc)
+            reasons.append(f"{name}: {exc}")
+    raise BackendUnavailable("no inference backend can run: " + "; ".join(reasons))

@@ -1,0 +1,62 @@
+"""The user's choices for one detection run, validated, and their two spellings (engine call, CLI).
+
+>>> settings = DetectionSettings(method="two-stage", device="cpu", threshold=0.4)
+>>> settings.cli_args()
+['--method', 'two-stage', '--device', 'cpu', '--threshold', '0.4']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+#: method value -> label shown in the GUI
+METHODS = {"unet": "UNet (end to end)", "two-stage": "Two-stage (k-means candidates + ResNet50)"}
+#: device value -> label shown in the GUI
+DEVICES = {"auto": "Auto (GPU if available)", "gpu": "GPU", "cpu": "CPU"}
+DEFAULT_THRESHOLD = 0.5
+
+
+class Method(str, Enum):
+    """Detection method; ``label`` is what Slicer's parameter-node combo box shows."""
+
+    UNET = "unet"
+    TWO_STAGE = "two-stage"
+
+    @staticmethod
+    def label(member: "Method") -> str:
+        return METHODS[member.value]
+
+
+class Device(str, Enum):
+    AUTO = "auto"
+    GPU = "gpu"
+    CPU = "cpu"
+
+    @staticmethod
+    def label(member: "Device") -> str:
+        return DEVICES[member.value]
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    method: str = "unet"
+    device: str = "auto"
+    threshold: float = DEFAULT_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r} unknown; choose one of {', '.join(METHODS)}.")
+        if self.device not in DEVICES:
+            raise ValueError(f"device {self.device!r} unknown; choose one of {', '.join(DEVICES)}.")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold {self.threshold} must lie strictly between 0 and 1.")
+
+    def detector_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``CMBDetectionLib.pipeline.detect``."""
+        return {"method": self.method, "device": self.device, "threshold": self.threshold}
+
+    def cli_args(self) -> list[str]:
+        """Options of the ``cmb-detect`` command line."""
+        return ["--method", self.method, "--device", self.device, "--threshold", f"{self.threshold:g}"]

@@ -1,0 +1,146 @@
+"""The four MRML nodes that show one detection: segmentation, markups points, lesion table, MARS count table.
+
+Segments carry Slicer's General Anatomy "Hemorrhage" in region "Brain" (no microbleed code ships) so that DICOM
+SEG export works, and a tag with the lesion id; points are labelled like their segment ("CMB n"). Every node
+carries the run's provenance as attributes ``CMBDetection.<key>``.
+
+>>> nodes = create_result_nodes(volumeNode)                       # doctest: +SKIP
+>>> nodes.segmentation.GetName()                                   # doctest: +SKIP
+'swi CMB segmentation'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import numpy as np
+import vtk
+
+import slicer
+from CMBDetectionLib.results import Lesion
+
+from .volume_conversion import labelmap_node_from_array
+
+LESION_ID_TAG = "CMBDetection.LesionId"
+ATTRIBUTE_PREFIX = "CMBDetection."
+BLEEDING_COLOUR = (188 / 255, 65 / 255, 28 / 255)
+#: Slicer terminology entry: context~category~type~type modifier~anatomic context~region~region modifier
+TERMINOLOGY_ENTRY = "~".join(
+    (
+        "Segmentation category and type - 3D Slicer General Anatomy list",
+        "SCT^49755003^Morphologically Altered Structure",
+        "SCT^50960005^Hemorrhage",
+        "^^",
+        "Anatomic codes - DICOM master list",
+        "SCT^12738006^Brain",
+        "^^",
+    )
+)
+
+
+def lesion_name(label: int) -> str:
+    """Name shared by a lesion's segment, point and table row."""
+    return f"CMB {label}"
+
+
+@dataclass
+class ResultNodes:
+    segmentation: Any
+    points: Any
+    lesion_table: Any
+    mars_table: Any
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.segmentation, self.points, self.lesion_table, self.mars_table))
+
+
+def create_result_nodes(volume_node) -> ResultNodes:
+    """New, empty result nodes for ``volume_node``, in its scene and under its transform."""
+    scene, base = volume_node.GetScene(), volume_node.GetName()
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{base} CMB segmentation")
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{base} CMB points")
+    points.CreateDefaultDisplayNodes()
+    points.SetMarkupLabelFormat("CMB %d")
+    points.GetDisplayNode().SetSelectedColor(*BLEEDING_COLOUR)
+    nodes = ResultNodes(
+        segmentation,
+        points,
+        scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} CMB lesions"),
+        scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} MARS counts"),
+    )
+    for node in nodes:
+        node.SetAttribute(ATTRIBUTE_PREFIX + "InputVolume", volume_node.GetID())
+    for node in (segmentation, points):  # results move with the input when it sits under a transform
+        node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+    return nodes
+
+
+def set_provenance(nodes: ResultNodes, provenance: dict[str, Any]) -> None:
+    """Method, model name and version, threshold and date as node attributes (kept in .mrb scenes)."""
+    values = {
+        "Method": provenance.get("method", ""),
+        "ModelName": provenance.get("model_name", provenance.get("model", "")),
+        "ModelVersion": provenance.get("model_version", ""),
+        "Threshold": provenance.get("threshold", ""),
+        "Device": provenance.get("device", ""),
+        "Date": provenance.get("date") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    for node in nodes:
+        for key, value in values.items():
+            node.SetAttribute(ATTRIBUTE_PREFIX + key, str(value))
+
+
+def style_segment(segment, label: int) -> None:
+    segment.SetName(lesion_name(label))
+    segment.SetColor(*BLEEDING_COLOUR)
+    segment.SetTag(LESION_ID_TAG, str(label))
+    if hasattr(segment, "SetTerminology"):  # Slicer >= 5.10
+        segment.SetTerminology(TERMINOLOGY_ENTRY)
+    else:
+        segment.SetTag(segment.GetTerminologyEntryTagName(), TERMINOLOGY_ENTRY)
+
+
+def segment_ids_by_lesion(segmentation_node) -> dict[int, str]:
+    """Segment ID of each lesion id (segments without our tag, e.g. drawn by hand, are left out)."""
+    segmentation = segmentation_node.GetSegmentation()
+    found = {}
+    for segment_id in segmentation.GetSegmentIDs():
+        value = vtk.reference("")
+        if segmentation.GetSegment(segment_id).GetTag(LESION_ID_TAG, value):
+            found[int(str(value))] = segment_id
+    return found
+
+
+def fill_segments(segmentation_node, volume_node, label_map: np.ndarray, labels: list[int]) -> None:
+    """Replace all segments by one per lesion label, imported from ``label_map`` in one pass."""
+    segmentation = segmentation_node.GetSegmentation()
+    segmentation.RemoveAllSegments()
+    if not labels:
+        return
+    labelmap_node = labelmap_node_from_array(label_map, volume_node)
+    try:
+        if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap_node, segmentation_node, ""):
+            raise RuntimeError("importing the lesion label map into the segmentation failed")
+    finally:
+        volume_node.GetScene().RemoveNode(labelmap_node)
+    for segment_id in segmentation.GetSegmentIDs():
+        segment = segmentation.GetSegment(segment_id)
+        style_segment(segment, segment.GetLabelValue())
+
+
+def add_segment(segmentation_node, volume_node, label: int, mask: np.ndarray) -> str:
+    """Add one lesion's segment from a ``[k, j, i]`` mask on the volume's grid; returns its segment ID."""
+    segment_id = segmentation_node.GetSegmentation().AddEmptySegment("", lesion_name(label), BLEEDING_COLOUR)
+    style_segment(segmentation_node.GetSegmentation().GetSegment(segment_id), label)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8, copy=False), segmentation_node, segment_id, volume_node)
+    return segment_id
+
+
+def add_point(points_node, lesion: Lesion) -> str:
+    """Add a lesion's point; returns the control point ID."""
+    index = points_node.AddControlPoint(list(lesion.centre_ras), lesion_name(lesion.label))
+    return points_node.GetNthControlPointID(index)

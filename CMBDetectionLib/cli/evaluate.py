@@ -1,0 +1,114 @@
+"""``cmb-eval``: compare predicted CMB masks with ground truth (voxel and VALDO lesion-level metrics).
+
+>>> main(["--gt", "phantoms/", "--pred", "results/", "-o", "report.csv"])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import SimpleITK as sitk
+
+from ..volume_io import VOLUME_SUFFIXES, read_image_file, volume_stem
+from .common import EXIT_OK, CLIError, make_parser, run_cli
+
+EPILOG = """pairing: files are matched by subject key = file stem without a trailing "_cmb" and then "_swi".
+  ground truth: GT/<name>_cmb.nii.gz (cmb-phantom), or every volume in GT when none ends in _cmb
+  prediction:   PRED/<name>_swi_cmb.nii.gz or PRED/<name>_cmb.nii.gz (cmb-detect); an optional
+                PRED/<stem>_prob.nii.gz (cmb-detect --save-probability) adds AUC-ROC and BCE.
+metrics: Dice, Jaccard, SVD (1 - Dice), accuracy, sensitivity, specificity, precision, FPR, AUC-ROC, BCE;
+  lesion level (VALDO 2021 Task 2): 6-connected lesions matched one-to-one when centres of mass are < 5 mm apart,
+  lesion sensitivity / precision / F1, false positives per subject, |count difference|, Dice of matched lesions."""
+
+TABLE_COLUMNS = ("dice", "sensitivity", "precision", "n_gt", "n_pred", "tp", "fp", "lesion_sensitivity", "lesion_f1")
+
+
+def subject_key(path: Path) -> str:
+    """``sub-01_swi_cmb.nii.gz`` and ``sub-01_cmb.nii.gz`` -> ``sub-01``."""
+    stem = volume_stem(path)
+    for suffix in ("_prob", "_cmb", "_swi"):
+        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    return stem
+
+
+def _volumes(folder: Path, suffix: str = "") -> dict[str, Path]:
+    files = [p for p in sorted(folder.iterdir()) if p.name.lower().endswith(VOLUME_SUFFIXES)]
+    return {subject_key(p): p for p in files if volume_stem(p).endswith(suffix)}
+
+
+def pair_files(gt_dir: Path, pred_dir: Path) -> list[tuple[str, Path, Path, Path | None]]:
+    """(subject, gt mask, predicted mask, probability map or None) for each subject found in both folders."""
+    for folder, flag in ((gt_dir, "--gt"), (pred_dir, "--pred")):
+        if not folder.is_dir():
+            raise CLIError(f"{flag} {folder}: not a folder.")
+    gt = _volumes(gt_dir, "_cmb") or _volumes(gt_dir)
+    pred, prob = _volumes(pred_dir, "_cmb"), _volumes(pred_dir, "_prob")
+    common = sorted(set(gt) & set(pred))
+    if not common:
+        raise CLIError(
+            f"no subject has both a ground truth in {gt_dir} ({len(gt)} found) and a prediction in {pred_dir} "
+            f"({len(pred)} *_cmb files found); see --help for the naming rule."
+        )
+    return [(key, gt[key], pred[key], prob.get(key)) for key in common]
+
+
+def evaluate_subject(gt_path: Path, pred_path: Path, prob_path: Path | None) -> dict[str, float]:
+    from ..metrics import subject_metrics
+
+    gt_image = read_image_file(gt_path)
+    pred_image = read_image_file(pred_path)
+    if gt_image.GetSize() != pred_image.GetSize():
+        raise CLIError(f"{pred_path}: size {pred_image.GetSize()} differs from ground truth {gt_path} {gt_image.GetSize()}.")
+    probability = sitk.GetArrayFromImage(read_image_file(prob_path)) if prob_path else None
+    return subject_metrics(sitk.GetArrayFromImage(gt_image) > 0, sitk.GetArrayFromImage(pred_image) > 0,
+                           gt_image.GetSpacing()[::-1], probability)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def print_table(rows: list[dict], summary: dict[str, dict[str, float]]) -> None:
+    width = max(len("subject"), *(len(r["subject"]) for r in rows))
+    print("subject".ljust(width), *(c.rjust(10) for c in TABLE_COLUMNS))
+    for row in rows:
+        print(row["subject"].ljust(width), *(_fmt(row[c]).rjust(10) for c in TABLE_COLUMNS))
+    for stat in ("mean", "median"):
+        print(stat.ljust(width), *(_fmt(summary[stat][c]).rjust(10) for c in TABLE_COLUMNS))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("cmb-eval", "Score predicted CMB masks against ground-truth masks.", EPILOG)
+    parser.add_argument("--gt", required=True, metavar="DIR", help="folder of ground-truth masks")
+    parser.add_argument("--pred", required=True, metavar="DIR", help="folder of predicted masks (cmb-detect output)")
+    parser.add_argument("-o", "--output", metavar="CSV", help="write per-subject metrics and the summary here")
+    return parser
+
+
+def body(args: argparse.Namespace) -> int:
+    from ..metrics import summarise
+    from ..outputs import write_csv
+
+    rows = [{"subject": key, **evaluate_subject(g, p, q)} for key, g, p, q in pair_files(Path(args.gt), Path(args.pred))]
+    summary = summarise(rows)
+    print_table(rows, summary)
+    if args.output:
+        columns = list(rows[0])
+        stats = [{"subject": stat, **summary[stat]} for stat in ("mean", "median")]
+        write_csv(rows + stats, columns, Path(args.output))
+        print(f"cmb-eval: report written to {args.output}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

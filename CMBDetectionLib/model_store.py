@@ -1,0 +1,112 @@
+"""Shipped models: where they live, their model cards, checksums and weights.
+
+Layout: ``<models root>/<name>/model_card.json`` plus the files the card lists with their sha256. The root is
+``$CMBDETECTION_MODELS_DIR`` when set, else ``models/`` next to the package (the repository's ``models``).
+Weights are stored as float16 arrays in an ``.npz`` (half the size, no measurable accuracy cost for this
+network) and loaded into the float32 Keras model.
+
+>>> card = load_card(model_dir("unet"))                       # doctest: +SKIP
+>>> model = load_unet()                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CARD_NAME = "model_card.json"
+WEIGHTS_NAME = "weights.npz"
+ENV_VAR = "CMBDETECTION_MODELS_DIR"
+
+
+class ModelError(ValueError):
+    """A model folder is missing, incomplete or corrupted; the message says what to do."""
+
+
+def models_root() -> Path:
+    """``$CMBDETECTION_MODELS_DIR`` or ``<repository>/models``."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def model_dir(name: str = "unet", override: str | os.PathLike | None = None) -> Path:
+    """Folder of model ``name`` (``override`` wins when given)."""
+    return Path(override) if override is not None else models_root() / name
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_card(folder: Path) -> dict[str, Any]:
+    """Read ``model_card.json``; :class:`ModelError` when absent or unreadable."""
+    card_path = Path(folder) / CARD_NAME
+    if not card_path.is_file():
+        raise ModelError(
+            f"{folder}: no trained model here ({CARD_NAME} missing). Train one with `cmb-train DATA_DIR -o {folder}`, "
+            f"or point {ENV_VAR} (or --model-dir) at a folder holding one."
+        )
+    try:
+        return json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{card_path}: not valid JSON ({exc}); restore the file from the release.") from exc
+
+
+def verify_files(folder: Path, card: dict[str, Any]) -> None:
+    """Check every file listed in ``card["files"]`` exists and matches its sha256."""
+    for name, expected in card.get("files", {}).items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ModelError(f"{path}: listed in the model card but missing; reinstall or retrain the model.")
+        if sha256_of(path) != expected:
+            raise ModelError(f"{path}: checksum does not match the model card (file corrupted or replaced); reinstall it.")
+
+
+def write_card(folder: Path, card: dict[str, Any], files: list[str]) -> Path:
+    """Write ``card`` with the sha256 of ``files`` (names inside ``folder``) under ``"files"``."""
+    folder = Path(folder)
+    card = dict(card, files={name: sha256_of(folder / name) for name in files})
+    path = folder / CARD_NAME
+    path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def save_weights_npz(model, path: Path) -> Path:
+    """Store the model's weights as float16 arrays, keyed by position (``w000``, ``w001``...)."""
+    arrays = {f"w{n:03d}": w.astype(np.float16) for n, w in enumerate(model.get_weights())}
+    np.savez_compressed(path, **arrays)
+    return Path(path)
+
+
+def load_weights_npz(model, path: Path) -> None:
+    """Load float16 weights saved by :func:`save_weights_npz` into a float32 model of the same architecture."""
+    with np.load(path) as data:
+        weights = [data[key].astype(np.float32) for key in sorted(data.files)]
+    expected = model.get_weights()
+    if len(weights) != len(expected) or any(w.shape != e.shape for w, e in zip(weights, expected)):
+        raise ModelError(f"{path}: weights do not fit the UNet architecture of this version; use a matching model.")
+    model.set_weights(weights)
+
+
+def load_unet(folder: str | os.PathLike | None = None):
+    """Build the paper UNet and load the verified weights of the ``unet`` model (or of ``folder``)."""
+    from .unet_model import build_unet
+
+    folder = model_dir("unet", folder)
+    card = load_card(folder)
+    verify_files(folder, card)
+    weights = folder / card.get("weights", WEIGHTS_NAME)
+    if not weights.is_file():
+        raise ModelError(f"{weights}: weights file missing; reinstall or retrain the model.")
+    model = build_unet(tuple(card.get("architecture", {}).get("encoder_filters", (16, 32, 64, 128))))
+    load_weights_npz(model, weights)
+    return model

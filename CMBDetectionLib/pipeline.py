@@ -1,0 +1,104 @@
+"""The detection pipeline: volume -> probability map -> lesions -> MARS rating -> :class:`DetectionResult`.
+
+The CLI (``cmb-detect``) and the Slicer module both call :func:`detect`. Methods are modules exposing
+``predict_probability(image, *, device, backend, progress, cancel)`` (plus ``model_dir`` when one is given); they are imported only when
+used, so importing this module stays light (no TensorFlow).
+
+>>> result = detect(read_volume("sub-01_swi.nii.gz"), device="cpu")      # doctest: +SKIP
+>>> [lesion.centre_ras for lesion in result.lesions]                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from .lesions import extract_lesions
+from .results import DetectionResult, Lesion
+
+log = logging.getLogger(__name__)
+
+METHODS = {"unet": "unet_inference", "two-stage": "two_stage"}
+# Share of the progress bar given to the probability map; lesions and MARS take the rest.
+PREDICTION_SHARE = 0.9
+
+
+class DetectionCancelled(Exception):
+    """Raised when the caller's ``cancel()`` returned True; nothing is returned or written."""
+
+
+def method_module(method: str):
+    """Import the module implementing ``method`` (``unet`` or ``two-stage``)."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} unknown; choose one of {', '.join(METHODS)}.")
+    return importlib.import_module(f".{METHODS[method]}", __package__)
+
+
+def _scaled(progress: Callable[[float], None] | None, start: float, share: float) -> Callable[[float], None] | None:
+    if progress is None:
+        return None
+    return lambda fraction: progress(start + share * min(max(fraction, 0.0), 1.0))
+
+
+def _mars_available() -> bool:
+    # Guard while mars.py is being written by another engineer; remove once it ships.
+    return importlib.util.find_spec(f"{__package__}.mars") is not None
+
+
+def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray) -> list[dict[str, Any]] | None:
+    """Fill each lesion's MARS fields and return the count table (None when MARS is not available)."""
+    if not _mars_available():
+        log.warning("MARS rating skipped: CMBDetectionLib.mars is not installed in this version.")
+        return None
+    from .mars import MarsRater, count_table
+
+    MarsRater.from_image(image).annotate(lesions, label_map)
+    return count_table(lesions)
+
+
+def detect(
+    image: sitk.Image,
+    *,
+    method: str = "unet",
+    threshold: float = 0.5,
+    device: str = "auto",
+    backend: Any = "auto",
+    model_dir: str | os.PathLike | None = None,
+    mars: bool = True,
+    progress: Callable[[float], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> DetectionResult:
+    """Detect CMBs in ``image`` (a 3D SWI volume) and return masks, lesions and provenance.
+
+    ``progress(fraction)`` receives 0..1; ``cancel()`` returning True raises :class:`DetectionCancelled`.
+    ``backend`` is a name (``auto``, ``tensorflow``, ``onnxruntime``) or a ready backend object to reuse.
+    """
+    started = time.perf_counter()
+    module = method_module(method)
+    # model_dir only when given: the architecture contract fixes the other keywords for every method.
+    extra = {"model_dir": model_dir} if model_dir is not None else {}
+    probability = module.predict_probability(
+        image, device=device, backend=backend, progress=_scaled(progress, 0.0, PREDICTION_SHARE), cancel=cancel, **extra
+    )
+    if cancel is not None and cancel():
+        raise DetectionCancelled("detection cancelled")
+    label_map, lesions = extract_lesions(probability, image, threshold)
+    mars_counts = rate_mars(image, lesions, label_map) if mars else None
+    if progress is not None:
+        progress(1.0)
+    provenance = {
+        "method": method,
+        "threshold": threshold,
+        "device": device,
+        "backend": backend if isinstance(backend, str) else getattr(backend, "name", str(backend)),
+        "seconds": round(time.perf_counter() - started, 2),
+        "mars_counts": mars_counts,
+    }
+    return DetectionResult(reference=image, probability=probability, label_map=label_map, lesions=lesions, provenance=provenance)

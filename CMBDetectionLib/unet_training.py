@@ -1,0 +1,249 @@
+"""Train the paper UNet (Adam 1e-4, binary cross-entropy, batch 4) and write a shippable model folder.
+
+Output folder layout:
+
+- ``weights.npz`` (float16) and ``model_card.json`` (architecture, data, recipe, held-out metrics, sha256);
+- ``split.json`` (the seeded 80:20 subject split, reused by ``--resume``);
+- ``checkpoints/last.keras`` + ``checkpoints/state.json`` (saved every epoch, model and optimiser state);
+- ``training_log.csv`` and ``loss_curve.png``; ``cache/`` (preprocessed slices, memory-mapped).
+
+>>> summary = train(TrainConfig(data_dir="phantoms", out_dir="models/unet", epochs=2, steps_per_epoch=20))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import SimpleITK as sitk
+
+from . import __version__
+from .lesions import extract_lesions
+from .metrics import subject_metrics, summarise
+from .model_store import WEIGHTS_NAME, save_weights_npz, write_card
+from .training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
+from .unet_model import DROPOUT_RATE, ENCODER_FILTERS, LEAKY_ALPHA, build_unet
+from .volume_io import read_image_file, read_volume
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = Path("checkpoints") / "last.keras"
+STATE = Path("checkpoints") / "state.json"
+CARD_METRICS = (
+    "dice", "sensitivity", "precision", "auc_roc", "lesion_sensitivity", "lesion_precision", "lesion_f1",
+    "fp", "abs_count_difference", "matched_dice",
+)
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    out_dir: str
+    epochs: int = 15
+    steps_per_epoch: int = 200
+    validation_steps: int = 25
+    batch_size: int = 4
+    crop: int = 128
+    learning_rate: float = 1e-4
+    dice_weight: float = 0.0
+    positive_fraction: float = 0.5
+    val_fraction: float = 0.2
+    seed: int = 0
+    eval_dir: str | None = None
+    threshold: float = 0.5
+    resume: bool = False
+
+
+@keras.saving.register_keras_serializable(package="CMBDetection")
+class BceDiceLoss(keras.losses.Loss):
+    """Binary cross-entropy (the paper's loss) plus ``dice_weight`` x soft Dice loss (0 = paper)."""
+
+    def __init__(self, dice_weight: float = 0.0, name: str = "bce_dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.dice_weight = float(dice_weight)
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred), axis=(1, 2))
+        if not self.dice_weight:
+            return bce
+        overlap = ops.sum(y_true * y_pred, axis=(1, 2, 3))
+        total = ops.sum(y_true, axis=(1, 2, 3)) + ops.sum(y_pred, axis=(1, 2, 3))
+        return bce + self.dice_weight * (1.0 - (2.0 * overlap + 1.0) / (total + 1.0))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dice_weight": self.dice_weight}
+
+
+def compiled_unet(config: TrainConfig) -> keras.Model:
+    model = build_unet()
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=BceDiceLoss(config.dice_weight))
+    return model
+
+
+def _split(config: TrainConfig, out: Path) -> tuple[list[TrainingPair], list[TrainingPair]]:
+    """The subject split: recorded in ``split.json`` on a fresh run, read back from it on ``--resume``."""
+    pairs = {pair.name: pair for pair in find_pairs(config.data_dir)}
+    split_file = out / "split.json"
+    if config.resume and split_file.exists():
+        recorded = json.loads(split_file.read_text())
+        missing = [n for n in recorded["train"] + recorded["validation"] if n not in pairs]
+        if missing:
+            raise ValueError(f"--resume: subjects {missing[:5]} of {split_file} are no longer in {config.data_dir}.")
+        return [pairs[n] for n in recorded["train"]], [pairs[n] for n in recorded["validation"]]
+    train, val = split_subjects(list(pairs.values()), config.val_fraction, config.seed)
+    split_file.write_text(json.dumps(
+        {"seed": config.seed, "val_fraction": config.val_fraction,
+         "train": [p.name for p in train], "validation": [p.name for p in val]}, indent=2) + "\n")
+    return train, val
+
+
+class _EpochState(keras.callbacks.Callback):
+    """Record the last finished epoch next to the checkpoint, for ``--resume``."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.path.write_text(json.dumps({"epochs_done": epoch + 1}) + "\n")
+
+
+def _model_and_start(config: TrainConfig, out: Path) -> tuple[keras.Model, int]:
+    if config.resume:
+        if not (out / CHECKPOINT).exists():
+            raise ValueError(f"--resume: no checkpoint at {out / CHECKPOINT}; start without --resume.")
+        model = keras.models.load_model(out / CHECKPOINT)
+        return model, json.loads((out / STATE).read_text())["epochs_done"]
+    return compiled_unet(config), 0
+
+
+def plot_loss_curve(log_csv: Path, png: Path) -> Path:
+    """Training and validation loss per epoch from Keras' CSV log."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(log_csv)))
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("loss", "val_loss"):
+        if rows and key in rows[0]:
+            ax.plot(epochs, [float(r[key]) for r in rows], marker="o", label=key)
+    ax.set(xlabel="epoch", ylabel="loss", title="CMB UNet training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
+def evaluate_subjects(pairs: list[TrainingPair], backend, threshold: float = 0.5) -> list[dict[str, Any]]:
+    """Voxel + lesion metrics of the model (a backend) on whole volumes, one row per subject."""
+    from .unet_inference import predict_probability
+
+    rows = []
+    for pair in pairs:
+        image = read_volume(pair.image)
+        gt = sitk.GetArrayFromImage(read_image_file(pair.mask)) > 0
+        probability = predict_probability(image, backend=backend)
+        labels, _ = extract_lesions(probability, image, threshold)
+        rows.append({"subject": pair.name, **subject_metrics(gt, labels > 0, image.GetSpacing()[::-1], probability)})
+    return rows
+
+
+def _metric_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    summary = summarise(rows)
+    clean = lambda v: None if isinstance(v, float) and math.isnan(v) else round(v, 4)  # noqa: E731  JSON has no NaN
+    return {
+        "n_subjects": len(rows),
+        "mean": {k: clean(summary["mean"][k]) for k in CARD_METRICS if k in summary["mean"]},
+        "median": {k: clean(summary["median"][k]) for k in CARD_METRICS if k in summary["median"]},
+    }
+
+
+def _card(config: TrainConfig, train: list[TrainingPair], val: list[TrainingPair], epochs_done: int) -> dict[str, Any]:
+    return {
+        "name": "cmb-unet",
+        "version": __version__,
+        "weights": WEIGHTS_NAME,
+        "weights_storage": "float16 arrays (.npz), loaded into a float32 model",
+        "architecture": {
+            "paper": "Ali et al. 2023, end-to-end UNet for CMB segmentation",
+            "input": "(None, None, 1) fully convolutional; inference on 256x256 axial slices",
+            "encoder_filters": list(ENCODER_FILTERS),
+            "bottleneck_filters": 2 * ENCODER_FILTERS[-1],
+            "leaky_relu_alpha": LEAKY_ALPHA,
+            "dropout": DROPOUT_RATE,
+            "upsampling": "Conv2DTranspose 3x3 stride 2",
+            "output": "sigmoid",
+        },
+        "training_data": {
+            "source": str(config.data_dir),
+            "n_train_subjects": len(train),
+            "n_validation_subjects": len(val),
+            "split": "split.json (seeded, by subject)",
+        },
+        "recipe": {**{k: v for k, v in asdict(config).items() if k not in ("data_dir", "out_dir", "resume")},
+                   "optimizer": "Adam", "loss": "binary cross-entropy" + (" + Dice" if config.dice_weight else ""),
+                   "epochs_done": epochs_done, "augmentation": "random rotation, flips, gamma/contrast/brightness/noise"},
+        "preprocessing": "axial reorientation; 1-99th percentile inside the head -> 0..1; 256x256 square pixels, padded",
+    }
+
+
+def train(config: TrainConfig, verbose: int = 2) -> dict[str, Any]:
+    """Run training as configured, then save weights and the model card; returns the card."""
+    out = Path(config.out_dir)
+    (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+    train_pairs, val_pairs = _split(config, out)
+    if not train_pairs:
+        raise ValueError(f"{config.data_dir}: at least two subjects are needed (one to train, one to validate).")
+    cache = out / "cache"
+    train_batches = CropBatches([load_stack(p, cache) for p in train_pairs], batch_size=config.batch_size,
+                                crop=config.crop, steps=config.steps_per_epoch,
+                                positive_fraction=config.positive_fraction, seed=config.seed)
+    val_batches = CropBatches([load_stack(p, cache) for p in val_pairs], batch_size=config.batch_size,
+                              crop=config.crop, steps=config.validation_steps, augment=False,
+                              seed=config.seed + 1) if val_pairs else None
+    model, start = _model_and_start(config, out)
+    train_batches.epoch = start
+    log_csv = out / "training_log.csv"
+    model.fit(
+        train_batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=start, verbose=verbose,
+        callbacks=[keras.callbacks.ModelCheckpoint(out / CHECKPOINT), _EpochState(out / STATE),
+                   keras.callbacks.CSVLogger(log_csv, append=config.resume)],
+    )
+    return finish(model, config, train_pairs, val_pairs)
+
+
+def finish(model: keras.Model, config: TrainConfig, train_pairs: list[TrainingPair], val_pairs: list[TrainingPair]) -> dict[str, Any]:
+    """Save float16 weights and the card, then evaluate the saved model on held-out subjects and update the card."""
+    from .backends import TensorFlowBackend
+
+    out = Path(config.out_dir)
+    save_weights_npz(model, out / WEIGHTS_NAME)
+    if (out / "training_log.csv").exists():
+        plot_loss_curve(out / "training_log.csv", out / "loss_curve.png")
+    epochs_done = json.loads((out / STATE).read_text())["epochs_done"] if (out / STATE).exists() else 0
+    card = _card(config, train_pairs, val_pairs, epochs_done)
+    write_card(out, card, [WEIGHTS_NAME])
+    backend = TensorFlowBackend(out, device="auto")  # the stored float16 weights, as users will run them
+    card["metrics"] = {"threshold": config.threshold}
+    if val_pairs:
+        card["metrics"]["validation"] = _metric_block(evaluate_subjects(val_pairs, backend, config.threshold))
+    if config.eval_dir:
+        held_out = find_pairs(config.eval_dir)
+        card["metrics"]["held_out"] = {"source": str(config.eval_dir),
+                                       **_metric_block(evaluate_subjects(held_out, backend, config.threshold))}
+    write_card(out, card, [WEIGHTS_NAME])
+    return card
+

@@ -1,0 +1,115 @@
+"""UNet training: data layouts, subject split, CMB oversampling, loss going down, cmb-train with --resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic_cmb import write_dataset
+
+from CMBDetectionLib.cli.train import main as train_main
+from CMBDetectionLib.model_store import load_card, sha256_of
+from CMBDetectionLib.training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
+from CMBDetectionLib.unet_training import TrainConfig, compiled_unet
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("train") / "data", 4, shape_kji=(8, 64, 64))
+
+
+@pytest.fixture(scope="module")
+def eval_dir(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("heldout") / "data", 1, seed0=50, shape_kji=(8, 64, 64))
+
+
+@pytest.fixture(scope="module")
+def stacks(data_dir, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return [load_stack(pair, cache) for pair in find_pairs(data_dir)]
+
+
+def test_both_layouts_are_found(data_dir, tmp_path):
+    assert [p.name for p in find_pairs(data_dir)] == ["syn00", "syn01", "syn02", "syn03"]
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+    for n in (0, 1):
+        shutil.copy(data_dir / f"syn0{n}_swi.nii.gz", tmp_path / "images" / f"case{n}.nii.gz")
+        shutil.copy(data_dir / f"syn0{n}_cmb.nii.gz", tmp_path / "labels" / f"case{n}.nii.gz")
+    assert [p.name for p in find_pairs(tmp_path)] == ["case0", "case1"]
+    with pytest.raises(ValueError, match="layouts"):
+        find_pairs(tmp_path / "images")
+
+
+def test_split_is_by_subject_seeded_and_80_20():
+    pairs = [TrainingPair(f"s{n}", Path(f"s{n}_swi.nii.gz"), Path(f"s{n}_cmb.nii.gz")) for n in range(10)]
+    train, val = split_subjects(pairs, 0.2, seed=3)
+    assert len(val) == 2 and set(train) | set(val) == set(pairs) and not set(train) & set(val)
+    assert split_subjects(pairs, 0.2, seed=3) == (train, val)
+    assert split_subjects(pairs, 0.2, seed=4) != (train, val)
+
+
+def test_batches_oversample_cmbs_and_are_reproducible(stacks):
+    batches = CropBatches(stacks, batch_size=4, crop=48, steps=30, positive_fraction=0.5, seed=1)
+    x, y = batches[0]
+    assert x.shape == (4, 48, 48, 1) and y.shape == (4, 48, 48, 1) and x.dtype == np.float32
+    np.testing.assert_array_equal(batches[0][0], x)
+    with_cmb = np.mean([(batches[i][1].reshape(4, -1).max(axis=1) > 0).mean() for i in range(30)])
+    # CMB voxels are ~0.1% of these volumes; random crops would rarely hold one.
+    assert with_cmb > 0.4
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="multiple of 16"):
+        CropBatches(stacks, crop=50)
+
+
+def test_short_training_lowers_the_loss(stacks):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = compiled_unet(TrainConfig("", "", learning_rate=2e-3))
+    batches = CropBatches(stacks, batch_size=4, crop=32, steps=20, positive_fraction=0.7, seed=2)
+    fixed = CropBatches(stacks, batch_size=8, crop=32, steps=1, positive_fraction=0.7, augment=False, seed=5)[0]
+    before = float(model.evaluate(*fixed, verbose=0))
+    for i in range(len(batches)):
+        model.train_on_batch(*batches[i])
+    after = float(model.evaluate(*fixed, verbose=0))
+    assert after < 0.8 * before
+
+
+def test_cmb_train_writes_card_and_resumes(data_dir, eval_dir, tmp_path):
+    out = tmp_path / "model"
+    args = [str(data_dir), "-o", str(out), "--crop", "32", "--steps-per-epoch", "2", "--validation-steps", "1",
+            "--eval-dir", str(eval_dir), "-q"]
+    assert train_main(args + ["--epochs", "1"]) == 0
+    card = load_card(out)
+    assert card["files"]["weights.npz"] == sha256_of(out / "weights.npz")
+    assert card["architecture"]["encoder_filters"] == [16, 32, 64, 128]
+    assert card["recipe"]["learning_rate"] == 1e-4 and card["recipe"]["batch_size"] == 4
+    assert card["metrics"]["validation"]["n_subjects"] == 1 and card["metrics"]["held_out"]["n_subjects"] == 1
+    assert "lesion_sensitivity" in card["metrics"]["validation"]["mean"]
+    split = json.loads((out / "split.json").read_text())
+    assert len(split["train"]) == 3 and len(split["validation"]) == 1
+    assert (out / "loss_curve.png").stat().st_size > 1000
+    assert train_main(args + ["--epochs", "2", "--resume", "--seed", "9"]) == 0
+    log_rows = (out / "training_log.csv").read_text().strip().splitlines()
+    assert len(log_rows) == 3  # header + epoch 0 + epoch 1 (resumed, appended)
+    assert json.loads((out / "split.json").read_text()) == split  # the recorded split is reused
+    assert load_card(out)["recipe"]["epochs_done"] == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--crop", "50"], "multiple of 16"),
+    (["--lr", "-1"], "--lr"),
+    (["--resume"], "no checkpoint"),
+])
+def test_cmb_train_bad_input(data_dir, tmp_path, capsys, extra, message):
+    assert train_main([str(data_dir), "-o", str(tmp_path / "m"), *extra]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_cmb_train_missing_data(tmp_path, capsys):
+    assert train_main([str(tmp_path / "nope"), "-o", str(tmp_path / "m")]) == 1
+    assert "not a folder" in capsys.readouterr().err
