@@ -10,6 +10,9 @@ smoothed volume (all distances in mm, so anisotropic voxels are handled):
    head, keep the largest component (the brain; the scalp is a thin shell that erosion removes);
 4. dilate the core back by the same distance within tissue, fill holes (ventricle edges, dark nuclei, CMBs).
 
+The mask is computed on a grid of at most ``WORK_MM`` voxels (a 4x smaller volume for 0.9 mm SWI) and
+resampled back: the skull is several millimetres thick, so nothing is lost, and it runs 4x faster.
+
 >>> mask = brain_mask(image)                       # doctest: +SKIP
 >>> mask.shape == sitk.GetArrayViewFromImage(image).shape, mask.dtype   # doctest: +SKIP
 (True, dtype('uint8'))
@@ -21,10 +24,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from skimage.filters import threshold_otsu
+from skimage.transform import resize
 
 SMOOTHING_MM = 1.0
 EROSION_MM = 4.0
 SKULL_MM = 8.0
+WORK_MM = 1.8
 _SAMPLE = 2_000_000  # voxels used for the Otsu thresholds (speed; the histogram barely changes)
 
 
@@ -50,8 +55,24 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 
 def head_mask(smoothed: np.ndarray) -> np.ndarray:
-    """Everything brighter than air (Otsu on the smoothed volume), largest component, holes filled."""
-    return fill_holes(_largest_component(smoothed > _otsu(smoothed.ravel())))
+    """Everything brighter than air (Otsu on the smoothed volume), holes filled, largest component.
+
+    Filling comes first: the dark skull separates scalp from brain until the scalp ring is filled.
+    """
+    return _largest_component(fill_holes(smoothed > _otsu(smoothed.ravel())))
+
+
+def _mask_on_grid(array: np.ndarray, spacing: np.ndarray, smoothing_mm: float, erosion_mm: float, skull_mm: float) -> np.ndarray:
+    smoothed = ndimage.gaussian_filter(array.astype(np.float32), sigma=smoothing_mm / spacing)
+    head = head_mask(smoothed)
+    tissue = head & (smoothed > _otsu(smoothed[head]))
+    depth_in_head = ndimage.distance_transform_edt(head, sampling=spacing)
+    depth_in_tissue = ndimage.distance_transform_edt(tissue, sampling=spacing)
+    core = _largest_component((depth_in_tissue > erosion_mm) & (depth_in_head > skull_mm))
+    if not core.any():
+        raise ValueError("no brain found: the volume holds no bright tissue region deep inside the head.")
+    grown = (ndimage.distance_transform_edt(~core, sampling=spacing) <= erosion_mm + 0.5 * spacing.max()) & tissue
+    return fill_holes(_largest_component(grown | core))
 
 
 def brain_mask_array(
@@ -64,16 +85,13 @@ def brain_mask_array(
 ) -> np.ndarray:
     """Brain mask (bool ``[k, j, i]``) of an SWI array with voxel ``spacing_kji`` in mm."""
     spacing = np.asarray(spacing_kji, dtype=float)
-    smoothed = ndimage.gaussian_filter(array.astype(np.float32), sigma=smoothing_mm / spacing)
-    head = head_mask(smoothed)
-    tissue = head & (smoothed > _otsu(smoothed[head]))
-    depth_in_head = ndimage.distance_transform_edt(head, sampling=spacing)
-    depth_in_tissue = ndimage.distance_transform_edt(tissue, sampling=spacing)
-    core = _largest_component((depth_in_tissue > erosion_mm) & (depth_in_head > skull_mm))
-    if not core.any():
-        raise ValueError("no brain found: the volume holds no bright tissue region deep inside the head.")
-    grown = (ndimage.distance_transform_edt(~core, sampling=spacing) <= erosion_mm + 0.5 * spacing.max()) & tissue
-    return fill_holes(_largest_component(grown | core))
+    zoom = np.minimum(1.0, spacing / WORK_MM)
+    small = ndimage.zoom(array.astype(np.float32), zoom, order=1) if (zoom < 1).any() else array
+    small_spacing = spacing * np.asarray(array.shape) / np.asarray(small.shape)
+    mask = _mask_on_grid(small, small_spacing, smoothing_mm, erosion_mm, skull_mm)
+    if mask.shape == array.shape:
+        return mask
+    return resize(mask.astype(np.float32), array.shape, order=1, mode="edge", anti_aliasing=False) > 0.5
 
 
 def brain_mask(image: sitk.Image, **options: float) -> np.ndarray:

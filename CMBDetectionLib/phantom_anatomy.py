@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .mars_regions import REGION_CODES, load_region_map
+from .mars_regions import REGION_CODES, REGION_MAP_VERSION, load_region_map
 from .mni_atlas import MniAtlas, load_mni_atlas
 from .volume_io import index_to_ras, ras_to_index
 
@@ -49,8 +49,6 @@ AIR = 255
 _DEBATABLE_CORTEX = (
     "Cingulum", "Hippocampus", "ParaHippocampal", "Amygdala", "Olfactory", "Fusiform", "Paracentral", "Rolandic",
 )
-_DEEP_GREY = ("Caudate", "Putamen", "Pallidum", "Thalamus")
-_CEREBELLUM = ("Cerebelum", "Vermis")
 
 # Iron-rich nuclei without AAL labels, as ellipsoids: RAS centre of the right one (mirrored to the left),
 # semi-axes (mm) and relative iron load. Approximate MNI positions from standard atlases.
@@ -68,11 +66,6 @@ def region_code(region: str, side: str) -> int:
     (1, 26)
     """
     return 1 + 2 * REGIONS.index(region) + SIDES.index(side)
-
-
-def decode_region(code: int) -> tuple[str, str]:
-    """Inverse of :func:`region_code`."""
-    return REGIONS[(code - 1) // 2], SIDES[(code - 1) % 2]
 
 
 @dataclass(frozen=True)
@@ -166,7 +159,7 @@ def _iron_map(atlas: MniAtlas, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> n
     iron[_labels_matching(atlas, ("Pallidum",))] = 1.0
     putamen = _labels_matching(atlas, ("Putamen",))
     # Putaminal iron rises posteriorly and laterally.
-    grad = np.clip(0.45 + 0.012 * (-y - 0.0) + 0.008 * (np.abs(x) - 25.0), 0.3, 0.8)
+    grad = np.clip(0.45 - 0.012 * y + 0.008 * (np.abs(x) - 25.0), 0.3, 0.8)
     iron[putamen] = np.broadcast_to(grad, iron.shape)[putamen]
     iron[_labels_matching(atlas, ("Caudate",))] = 0.25
     iron[_labels_matching(atlas, ("Thalamus",))] = 0.12
@@ -251,7 +244,8 @@ def cache_dir() -> Path:
 @lru_cache(maxsize=1)
 def load_anatomy() -> PhantomAnatomy:
     """The phantom anatomy, from the disk cache when present, else built and cached (once per process)."""
-    path = cache_dir() / f"phantom_anatomy_v{CACHE_VERSION}.npz"
+    # Keyed by the MARS map's version too: the region labels come from it.
+    path = cache_dir() / f"phantom_anatomy_v{CACHE_VERSION}_mars{REGION_MAP_VERSION}.npz"
     names = [f.name for f in fields(PhantomAnatomy)]
     if path.exists():
         try:

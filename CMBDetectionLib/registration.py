@@ -37,7 +37,9 @@ MIN_COVERAGE = 0.6
 MAX_TILT_DEG = 30.0
 SCALE_RANGE = (0.7, 1.4)
 _TEMPLATE_SHRINK = 2  # the 1 mm template is used at 2 mm
-_SUBJECT_SPACING_MM = 1.8  # the subject is shrunk to about this before registration
+_SUBJECT_SPACING_MM = 1.8
+_START_SCALES = (0.9, 1.0, 1.1)  # template-to-subject head sizes tried at the coarse level
+_CSF_LEVEL, _GM_LEVEL = 0.33, 0.66  # template image levels (white matter = 1)  # the subject is shrunk to about this before registration
 
 
 class RegistrationError(RuntimeError):
@@ -66,7 +68,7 @@ class MniRegistration:
 
 @dataclass(frozen=True)
 class _Template:
-    image: sitk.Image  # T1 on a 2 mm grid
+    image: sitk.Image  # tissue-class image on a 2 mm grid
     mask: sitk.Image  # dilated brain: where the metric samples
     tissue: np.ndarray  # [k, j, i] classes inside the brain: 0 outside, 1 CSF, 2 GM, 3 WM
     centre: np.ndarray  # brain centre of mass, LPS
@@ -81,14 +83,20 @@ def preload_template() -> None:
 def _template() -> _Template:
     atlas = load_mni_atlas()
     # BinShrink averages 2x2x2 blocks: a cheap, alias-free 2 mm template.
-    image, gm, wm, brain = (sitk.BinShrink(sitk.Cast(getattr(atlas, name), sitk.sitkFloat32), [_TEMPLATE_SHRINK] * 3)
-                            for name in ("t1", "gm", "wm", "brain"))
+    gm, wm, brain = (sitk.BinShrink(sitk.Cast(getattr(atlas, name), sitk.sitkFloat32), [_TEMPLATE_SHRINK] * 3)
+                     for name in ("gm", "wm", "brain"))
     brain = brain > 0.5
+    # Intracranial space: the brain plus a 2 mm CSF layer. The template image is a tissue-class image
+    # (CSF, grey, white matter at three levels, zero outside) rather than the T1: the T1 shows CSF as dark as
+    # the background, which lets the brain edge lock onto the dark skull of an SWI instead of its bright CSF.
+    intracranial = sitk.BinaryDilate(brain, [1, 1, 1])
+    csf = sitk.Cast(intracranial, sitk.sitkFloat32) * sitk.Clamp(1.0 - gm - wm, lowerBound=0.0, upperBound=1.0)
+    image = sitk.Cast(csf * _CSF_LEVEL + gm * _GM_LEVEL + wm, sitk.sitkFloat32)
     gm, wm = sitk.GetArrayFromImage(gm), sitk.GetArrayFromImage(wm)
     tissue = np.where(gm > wm, 2, 3)
     tissue[gm + wm < 0.4] = 1
     tissue[sitk.GetArrayViewFromImage(brain) == 0] = 0
-    return _Template(image, sitk.BinaryDilate(brain, [3, 3, 3]), tissue.astype(np.uint8), _centre_of_mass(brain))
+    return _Template(image, sitk.BinaryDilate(intracranial, [3, 3, 3]), tissue.astype(np.uint8), _centre_of_mass(brain))
 
 
 def _centre_of_mass(mask: sitk.Image) -> np.ndarray:
@@ -115,29 +123,51 @@ def _prepare_subject(image: sitk.Image) -> tuple[sitk.Image, np.ndarray]:
     return image, _centre_of_mass(head)
 
 
-def _register(fixed: _Template, moving: sitk.Image, initial: sitk.Transform) -> tuple[sitk.Transform, float]:
-    """Multi-resolution affine MI registration; returns the template-to-subject transform and final metric."""
+def _method(fixed: _Template, shrink: list[int], sampling: float) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.1, seed=1)
+    method.SetMetricSamplingPercentage(sampling, seed=1)
     method.SetMetricFixedMask(fixed.mask)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0, minStep=0.01, numberOfIterations=100, relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6
     )
     method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2, 1, 0])
+    method.SetShrinkFactorsPerLevel(shrink)
+    method.SetSmoothingSigmasPerLevel([{4: 2.0, 2: 1.0, 1: 0.0}[s] for s in shrink])  # mm
+    return method
+
+
+def _execute(method: sitk.ImageRegistrationMethod, fixed: _Template, moving: sitk.Image,
+             initial: sitk.AffineTransform) -> tuple[sitk.AffineTransform, float]:
     method.SetInitialTransform(initial, inPlace=False)
     try:
-        transform = method.Execute(fixed.image, moving)
+        result = method.Execute(fixed.image, moving)
     except RuntimeError as exc:
         raise RegistrationError(
             f"registration to MNI space did not converge ({str(exc).strip().splitlines()[-1]}). "
             "Check that the volume is a whole-brain SWI with correct orientation in its header."
         ) from exc
-    return transform, method.GetMetricValue()
+    return sitk.AffineTransform(sitk.CompositeTransform(result).GetNthTransform(0)), method.GetMetricValue()
+
+
+def _register(fixed: _Template, moving: sitk.Image, centre_shift: np.ndarray) -> tuple[sitk.AffineTransform, float]:
+    """Template-to-subject affine and its final metric.
+
+    Mutual information has a false optimum where the template brain spreads over the subject's dark skull,
+    more likely the farther the starting head size is from the truth; so a coarse (8 mm) registration
+    starts from each of :data:`_START_SCALES` and the best of them is refined at 4 and 2 mm.
+    """
+    candidates = []
+    for scale in _START_SCALES:
+        initial = sitk.AffineTransform(3)
+        initial.SetCenter(fixed.centre.tolist())
+        initial.SetTranslation(centre_shift.tolist())
+        initial.Scale(scale)
+        candidates.append(_execute(_method(fixed, [4], 0.5), fixed, moving, initial))
+    best, _ = min(candidates, key=lambda candidate: candidate[1])
+    return _execute(_method(fixed, [2, 1], 0.1), fixed, moving, best)
 
 
 def _check_geometry(affine: sitk.AffineTransform) -> None:
@@ -175,11 +205,7 @@ def register_to_mni(image: sitk.Image) -> MniRegistration:
     start = time.perf_counter()
     fixed = _template()
     moving, head_centre = _prepare_subject(image)
-    initial = sitk.AffineTransform(3)
-    initial.SetCenter(fixed.centre.tolist())
-    initial.SetTranslation((head_centre - fixed.centre).tolist())
-    to_subject, metric = _register(fixed, moving, initial)
-    affine = sitk.AffineTransform(sitk.CompositeTransform(to_subject).GetNthTransform(0))
+    affine, metric = _register(fixed, moving, head_centre - fixed.centre)
     _check_geometry(affine)
     contrast, coverage = _quality(fixed, moving, affine)
     if coverage < MIN_COVERAGE:

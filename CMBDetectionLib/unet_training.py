@@ -58,6 +58,7 @@ class TrainConfig:
     eval_dir: str | None = None
     threshold: float = 0.5
     resume: bool = False
+    eager: bool = False  # skip graph tracing (tens of seconds): slower steps, for smoke runs on tiny data
 
 
 @keras.saving.register_keras_serializable(package="CMBDetection")
@@ -83,7 +84,8 @@ class BceDiceLoss(keras.losses.Loss):
 
 def compiled_unet(config: TrainConfig) -> keras.Model:
     model = build_unet()
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=BceDiceLoss(config.dice_weight))
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=BceDiceLoss(config.dice_weight),
+                  run_eagerly=config.eager)
     return model
 
 
@@ -120,6 +122,7 @@ def _model_and_start(config: TrainConfig, out: Path) -> tuple[keras.Model, int]:
         if not (out / CHECKPOINT).exists():
             raise ValueError(f"--resume: no checkpoint at {out / CHECKPOINT}; start without --resume.")
         model = keras.models.load_model(out / CHECKPOINT)
+        model.run_eagerly = config.eager
         return model, json.loads((out / STATE).read_text())["epochs_done"]
     return compiled_unet(config), 0
 
@@ -193,7 +196,7 @@ def _card(config: TrainConfig, train: list[TrainingPair], val: list[TrainingPair
             "n_validation_subjects": len(val),
             "split": "split.json (seeded, by subject)",
         },
-        "recipe": {**{k: v for k, v in asdict(config).items() if k not in ("data_dir", "out_dir", "resume")},
+        "recipe": {**{k: v for k, v in asdict(config).items() if k not in ("data_dir", "out_dir", "resume", "eager")},
                    "optimizer": "Adam", "loss": "binary cross-entropy" + (" + Dice" if config.dice_weight else ""),
                    "epochs_done": epochs_done, "augmentation": "random rotation, flips, gamma/contrast/brightness/noise"},
         "preprocessing": "axial reorientation; 1-99th percentile inside the head -> 0..1; 256x256 square pixels, padded",

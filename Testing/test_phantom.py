@@ -16,12 +16,17 @@ from CMBDetectionLib.phantom_anatomy import CATEGORY_OF
 from CMBDetectionLib.volume_io import index_to_ras, ras_to_index
 
 SMALL = dict(size=128, spacing=1.8, slice_thickness=3.0, n_slices=48)
-SEED = 16  # a test seed whose subject has CMBs in all three MARS categories
+TEST_SEEDS = range(25, 60)  # 25 qualifies with the current generator; the search keeps tests valid if it changes
 
 
 @pytest.fixture(scope="module")
 def subject():
-    return generate_subject(SEED, **SMALL)
+    """The first test seed whose subject has 3+ CMBs in all three MARS categories (~15 % of seeds)."""
+    for seed in TEST_SEEDS:
+        candidate = generate_subject(seed, **SMALL)
+        if len(candidate.cmbs) >= 3 and {c.category for c in candidate.cmbs} == {"lobar", "deep", "infratentorial"}:
+            return candidate
+    pytest.fail(f"no seed in {TEST_SEEDS} gives CMBs in all three categories: check the CMB placement")
 
 
 def _array(image: sitk.Image) -> np.ndarray:
@@ -33,11 +38,11 @@ def _components(subject) -> tuple[np.ndarray, int]:
 
 
 def test_same_seed_gives_same_subject(subject):
-    again = generate_subject(SEED, **SMALL)
+    again = generate_subject(subject.seed, **SMALL)
     for name in ("image", "cmb_mask", "brain_mask", "vein_mask", "calcification_mask"):
         np.testing.assert_array_equal(_array(getattr(subject, name)), _array(getattr(again, name)), err_msg=name)
     assert again.cmbs == subject.cmbs
-    other = generate_subject(SEED + 1, **SMALL)
+    other = generate_subject(subject.seed + 1, **SMALL)
     assert not np.array_equal(_array(other.image), _array(subject.image))
 
 

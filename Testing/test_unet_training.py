@@ -69,20 +69,17 @@ def test_short_training_lowers_the_loss(stacks):
     import keras
 
     keras.utils.set_random_seed(0)
-    model = compiled_unet(TrainConfig("", "", learning_rate=2e-3))
-    batches = CropBatches(stacks, batch_size=4, crop=32, steps=20, positive_fraction=0.7, seed=2)
-    fixed = CropBatches(stacks, batch_size=8, crop=32, steps=1, positive_fraction=0.7, augment=False, seed=5)[0]
-    before = float(model.evaluate(*fixed, verbose=0))
-    for i in range(len(batches)):
-        model.train_on_batch(*batches[i])
-    after = float(model.evaluate(*fixed, verbose=0))
-    assert after < 0.8 * before
+    model = compiled_unet(TrainConfig("", "", learning_rate=2e-3, eager=True))
+    source = CropBatches(stacks, batch_size=4, crop=32, steps=4, positive_fraction=0.7, seed=2)
+    batches = [source[i] for i in range(len(source))]
+    losses = [[float(model.train_on_batch(x, y)) for x, y in batches] for _ in range(4)]
+    assert np.mean(losses[-1]) < 0.6 * np.mean(losses[0])
 
 
 def test_cmb_train_writes_card_and_resumes(data_dir, eval_dir, tmp_path):
     out = tmp_path / "model"
     args = [str(data_dir), "-o", str(out), "--crop", "32", "--steps-per-epoch", "2", "--validation-steps", "1",
-            "--eval-dir", str(eval_dir), "-q"]
+            "--eval-dir", str(eval_dir), "--eager", "-q"]
     assert train_main(args + ["--epochs", "1"]) == 0
     card = load_card(out)
     assert card["files"]["weights.npz"] == sha256_of(out / "weights.npz")

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the sampling (default 0)")
     parser.add_argument("--eval-dir", metavar="DIR", help="separate held-out subjects (same layouts) evaluated at the end")
     parser.add_argument("--resume", action="store_true", help="continue from OUTDIR/checkpoints with the recorded split")
+    parser.add_argument("--eager", action="store_true",
+                        help="no graph compilation: starts at once but each step is slower (smoke runs on tiny data)")
     return parser
 
 
@@ -65,7 +67,7 @@ def _config(args: argparse.Namespace):
         data_dir=args.data_dir, out_dir=args.output, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         validation_steps=args.validation_steps, batch_size=args.batch_size, crop=args.crop, learning_rate=args.lr,
         dice_weight=args.dice_weight, positive_fraction=args.positive_fraction, val_fraction=args.val_fraction,
-        seed=args.seed, eval_dir=args.eval_dir, resume=args.resume,
+        seed=args.seed, eval_dir=args.eval_dir, resume=args.resume, eager=args.eager,
     )
 
 

@@ -1,0 +1,105 @@
+"""UNet inference and the pipeline: geometry back on the native grid, progress, cancellation, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+from synthetic_cmb import synthetic_subject
+
+from CMBDetectionLib.backends import BackendUnavailable, TensorFlowBackend, make_backend
+from CMBDetectionLib.model_store import WEIGHTS_NAME, ModelError, model_dir, save_weights_npz, write_card
+from CMBDetectionLib.pipeline import DetectionCancelled, detect
+from CMBDetectionLib.unet_inference import predict_probability
+from CMBDetectionLib.volume_io import index_to_ras
+
+
+class DarkSpotBackend:
+    """Stands in for the network: dark blobs (wider than a noise voxel) enclosed by the head on each slice."""
+
+    name, device = "dark-spots", "CPU"
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = batch[..., 0]
+        head = np.stack([ndimage.binary_fill_holes(s > 0.25) for s in x])
+        dark = ndimage.binary_opening(x < 0.05, structure=np.ones((1, 7, 7)))  # drops single noisy voxels
+        return (dark & head).astype(np.float32)[..., np.newaxis]
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory):
+    from CMBDetectionLib.unet_model import build_unet
+
+    folder = tmp_path_factory.mktemp("unet")
+    save_weights_npz(build_unet(), folder / WEIGHTS_NAME)
+    write_card(folder, {"name": "random", "weights": WEIGHTS_NAME}, [WEIGHTS_NAME])
+    return folder
+
+
+@pytest.mark.parametrize("geometry", [
+    {},  # axial, 2 mm slices
+    {"direction": (0, 0, 1, -1, 0, 0, 0, -1, 0), "shape_kji": (40, 64, 64), "spacing_ijk": (1.0, 1.0, 1.0)},  # sagittal
+])
+def test_pipeline_finds_spheres_on_the_native_grid(geometry):
+    image, mask, centres = synthetic_subject(7, **geometry)
+    result = detect(image, backend=DarkSpotBackend(), mars=False)
+    assert result.probability.shape == sitk.GetArrayFromImage(image).shape
+    assert len(result.lesions) == len(centres)
+    found = np.array([lesion.centre_ras for lesion in result.lesions])
+    for c in centres:
+        expected = index_to_ras(image, c[::-1].astype(float))
+        assert np.linalg.norm(found - expected, axis=1).min() < 1.0
+    gt = sitk.GetArrayFromImage(mask) > 0
+    dice = 2 * (result.mask.astype(bool) & gt).sum() / (result.mask.sum() + gt.sum())
+    assert dice > 0.8
+
+
+def test_progress_and_cancellation():
+    image, _, _ = synthetic_subject(8)
+    seen = []
+    detect(image, backend=DarkSpotBackend(), mars=False, progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 2
+    calls = []
+    with pytest.raises(DetectionCancelled):
+        predict_probability(image, backend=DarkSpotBackend(), cancel=lambda: calls.append(1) or len(calls) > 1,
+                            batch_size=4)
+    assert len(calls) == 2  # stopped at the second batch
+
+
+def test_tensorflow_backend_is_deterministic(random_model):
+    image, _, _ = synthetic_subject(9, shape_kji=(5, 48, 40))
+    backend = make_backend("tensorflow", random_model, "cpu")
+    assert backend.name == "tensorflow" and backend.device == "/CPU:0"
+    first = predict_probability(image, backend=backend)
+    assert first.shape == (5, 48, 40) and first.dtype == np.float32 and 0 <= first.min() <= first.max() <= 1
+    np.testing.assert_array_equal(first, predict_probability(image, backend=backend))
+
+
+def test_backend_errors_are_clear(tmp_path, random_model):
+    import tensorflow as tf
+
+    with pytest.raises(ModelError, match="cmb-train"):
+        TensorFlowBackend(tmp_path, "cpu")
+    with pytest.raises(ValueError, match="device"):
+        make_backend("tensorflow", random_model, "tpu")
+    if not tf.config.list_logical_devices("GPU"):
+        with pytest.raises(BackendUnavailable, match="no GPU"):
+            make_backend("tensorflow", random_model, "gpu")
+    (random_model / WEIGHTS_NAME).write_bytes((random_model / WEIGHTS_NAME).read_bytes() + b"x")
+    with pytest.raises(ModelError, match="checksum"):
+        TensorFlowBackend(random_model, "cpu")
+
+
+def test_shipped_weights_find_cmbs_in_an_unseen_phantom():
+    if not (model_dir("unet") / WEIGHTS_NAME).is_file():
+        pytest.skip(f"no trained weights in {model_dir('unet')} yet (run cmb-train; the lead makes this required)")
+    from CMBDetectionLib.metrics import lesion_metrics
+    from CMBDetectionLib.phantom import generate_subject
+
+    subject = generate_subject(9001, size=256, spacing=0.9, slice_thickness=2.0, n_slices=40)
+    result = detect(subject.image, device="cpu", mars=False)
+    gt = sitk.GetArrayFromImage(subject.cmb_mask)
+    m = lesion_metrics(gt, result.mask, subject.image.GetSpacing()[::-1])
+    assert m["lesion_sensitivity"] >= 0.6
+    assert m["fp"] <= max(5, 2 * m["n_gt"])
