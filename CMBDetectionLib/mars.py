@@ -157,7 +157,7 @@ def elongation(points_mm: np.ndarray, spacing: Iterable[float] = (0.0, 0.0, 0.0)
     Each voxel adds its own extent (``spacing**2 / 12`` per axis) so a one-slice lesion is not a disc.
 
     >>> round(elongation(np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0.]]), (1, 1, 1)), 1)
-    3.9
+    4.0
     """
     covariance = np.cov(points_mm.T, bias=True) + np.diag(np.square(np.asarray(spacing, dtype=float)) / 12)
     moments = np.sort(np.linalg.eigvalsh(covariance))[::-1]

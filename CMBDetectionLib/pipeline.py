@@ -1,8 +1,8 @@
 """The detection pipeline: volume -> probability map -> lesions -> MARS rating -> :class:`DetectionResult`.
 
 The CLI (``cmb-detect``) and the Slicer module both call :func:`detect`. Methods are modules exposing
-``predict_probability(image, *, device, backend, progress, cancel)`` (plus ``model_dir`` when one is given); they are imported only when
-used, so importing this module stays light (no TensorFlow).
+``predict_probability(image, *, device, backend, progress, cancel)`` (plus ``model_dir`` when given); they are
+imported only when used, so importing this module stays light (no TensorFlow).
 
 >>> result = detect(read_volume("sub-01_swi.nii.gz"), device="cpu")      # doctest: +SKIP
 >>> [lesion.centre_ras for lesion in result.lesions]                    # doctest: +SKIP
@@ -11,8 +11,6 @@ used, so importing this module stays light (no TensorFlow).
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import logging
 import os
 import time
 from typing import Any, Callable
@@ -22,8 +20,6 @@ import SimpleITK as sitk
 
 from .lesions import extract_lesions
 from .results import DetectionResult, Lesion
-
-log = logging.getLogger(__name__)
 
 METHODS = {"unet": "unet_inference", "two-stage": "two_stage"}
 # Share of the progress bar given to the probability map; lesions and MARS take the rest.
@@ -47,16 +43,8 @@ def _scaled(progress: Callable[[float], None] | None, start: float, share: float
     return lambda fraction: progress(start + share * min(max(fraction, 0.0), 1.0))
 
 
-def _mars_available() -> bool:
-    # Guard while mars.py is being written by another engineer; remove once it ships.
-    return importlib.util.find_spec(f"{__package__}.mars") is not None
-
-
-def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray) -> list[dict[str, Any]] | None:
-    """Fill each lesion's MARS fields and return the count table (None when MARS is not available)."""
-    if not _mars_available():
-        log.warning("MARS rating skipped: CMBDetectionLib.mars is not installed in this version.")
-        return None
+def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray) -> list[dict[str, Any]]:
+    """Fill each lesion's MARS fields (region, side, category, certainty) and return the count table."""
     from .mars import MarsRater, count_table
 
     MarsRater.from_image(image).annotate(lesions, label_map)

@@ -257,3 +257,15 @@ def evaluate_two_stage(
                    "fp_per_subject": float(np.mean([r["fp"] for r in rows])), "n_gt": n_gt},
         "per_subject": rows,
     }
+
+
+def record_heldout(model_dir: str | os.PathLike, results: dict[str, Any], data: str) -> dict[str, Any]:
+    """Store :func:`evaluate_two_stage` summary figures (not the per-subject rows) in the model card."""
+    from .model_store import load_card, write_card
+
+    folder = Path(model_dir)
+    card = load_card(folder)
+    summary = {k: v for k, v in results.items() if k != "per_subject"}
+    card.setdefault("metrics", {})["heldout"] = {"data": data, **summary}
+    write_card(folder, {k: v for k, v in card.items() if k != "files"}, list(card.get("files", {})))
+    return card

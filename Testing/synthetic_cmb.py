@@ -20,7 +20,9 @@ def synthetic_subject(seed: int, shape_kji=(12, 64, 64), spacing_ijk=(1.0, 1.0, 
     mask = np.zeros(shape_kji, np.uint8)
     spacing_kji = np.array(spacing_ijk[::-1])
     centres = []
-    while len(centres) < n_cmbs:
+    for _ in range(10_000):
+        if len(centres) == n_cmbs:
+            break
         c = np.array([rng.integers(2, shape_kji[0] - 2), rng.integers(16, shape_kji[1] - 16), rng.integers(16, shape_kji[2] - 16)])
         if any(np.linalg.norm((c - o) * spacing_kji) < 12 for o in centres):
             continue
@@ -29,6 +31,8 @@ def synthetic_subject(seed: int, shape_kji=(12, 64, 64), spacing_ijk=(1.0, 1.0, 
         image[sphere] = 60.0 + rng.normal(0, 10, sphere.sum())
         mask[sphere] = 1
         centres.append(c)
+    else:
+        raise ValueError(f"cannot place {n_cmbs} CMBs 12 mm apart in a {shape_kji} volume")
     img = sitk.GetImageFromArray(image.astype(np.float32))
     img.SetSpacing(spacing_ijk)
     img.SetOrigin((10.0, -20.0, 5.0))

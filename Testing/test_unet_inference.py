@@ -68,7 +68,7 @@ def test_progress_and_cancellation():
 
 
 def test_tensorflow_backend_is_deterministic(random_model):
-    image, _, _ = synthetic_subject(9, shape_kji=(5, 48, 40))
+    image, _, _ = synthetic_subject(9, shape_kji=(5, 48, 40), n_cmbs=1)
     backend = make_backend("tensorflow", random_model, "cpu")
     assert backend.name == "tensorflow" and backend.device == "/CPU:0"
     first = predict_probability(image, backend=backend)

@@ -1,4 +1,5 @@
-"""``cmb-train``: train the paper UNet on volume/mask pairs and write a model folder with its model card.
+"""``cmb-train``: train the paper UNet (or, with ``--method two-stage``, the two-stage method's ResNet50) on
+volume/mask pairs and write a model folder with its model card.
 
 >>> main(["phantoms/", "-o", "models/unet", "--epochs", "15", "--steps-per-epoch", "200"])   # doctest: +SKIP
 """
@@ -23,7 +24,9 @@ loss_curve.png, checkpoints/ (every epoch) and cache/ (preprocessed slices; dele
 
 examples:
   cmb-train phantoms/ -o models/unet --crop 128 --steps-per-epoch 200 --epochs 15 --eval-dir heldout/
-  cmb-train phantoms/ -o models/unet --epochs 20 --resume      # continue after epoch N up to 20"""
+  cmb-train phantoms/ -o models/unet --epochs 20 --resume      # continue after epoch N up to 20
+  cmb-train phantoms/ -o runs/resnet50 --method two-stage --epochs 11 --batch-size 16 --patch-size 64
+      # two-stage (Afzal et al.): trains the ResNet50; add --eval-dir heldout/; a rerun resumes after the last epoch"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the sampling (default 0)")
     parser.add_argument("--eval-dir", metavar="DIR", help="separate held-out subjects (same layouts) evaluated at the end")
     parser.add_argument("--resume", action="store_true", help="continue from OUTDIR/checkpoints with the recorded split")
+    parser.add_argument("--method", choices=("unet", "two-stage"), default="unet",
+                        help="unet (default) or two-stage: ResNet50 on k-means candidate patches (Afzal et al. 2022)")
+    parser.add_argument("--patch-size", type=int, default=64, help="two-stage: ResNet50 input size in pixels (default 64; paper 224)")
+    parser.add_argument("--imagenet-weights", metavar="H5",
+                        help="two-stage: Keras ResNet50 'notop' ImageNet weights file (default: Keras cache if present, else from scratch)")
     parser.add_argument("--eager", action="store_true",
                         help="no graph compilation: starts at once but each step is slower (smoke runs on tiny data)")
     return parser
@@ -71,7 +79,35 @@ def _config(args: argparse.Namespace):
     )
 
 
+def _train_two_stage(args: argparse.Namespace) -> int:
+    """``--method two-stage``: train the ResNet50 classifier (and evaluate on ``--eval-dir`` when given)."""
+    from ..two_stage_training import evaluate_two_stage, record_heldout, train_two_stage
+    from .common import progress_bar
+
+    if args.patch_size < 32:
+        raise CLIError(f"--patch-size {args.patch_size} is too small for ResNet50; use 32 or more")
+    with progress_bar(100, "two-stage training", args.quiet) as advance:
+        done = [0]
+
+        def progress(fraction: float) -> None:
+            advance(max(0, int(100 * fraction) - done[0]))
+            done[0] = max(done[0], int(100 * fraction))
+
+        card = train_two_stage(args.data_dir, args.output, patch_size=args.patch_size, epochs=args.epochs,
+                               batch_size=args.batch_size, lr=args.lr, imagenet_weights=args.imagenet_weights,
+                               seed=args.seed, progress=progress, steps_per_epoch=args.steps_per_epoch,
+                               val_fraction=args.val_fraction)
+    summary = card["metrics"]["validation_patches"]
+    if args.eval_dir:
+        card = record_heldout(args.output, evaluate_two_stage(args.eval_dir, args.output), args.eval_dir)
+        summary = card["metrics"]["heldout"]["lesion"]
+    print(f"cmb-train: model written to {args.output}; " + ", ".join(f"{k}={v:.3g}" for k, v in summary.items()))
+    return EXIT_OK
+
+
 def body(args: argparse.Namespace) -> int:
+    if args.method == "two-stage":
+        return _train_two_stage(args)
     config = _config(args)
     from ..unet_training import train
 
