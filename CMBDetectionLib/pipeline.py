@@ -11,6 +11,7 @@ imported only when used, so importing this module stays light (no TensorFlow).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import time
 from typing import Any, Callable
@@ -20,6 +21,8 @@ import SimpleITK as sitk
 
 from .lesions import extract_lesions
 from .results import DetectionResult, Lesion
+
+log = logging.getLogger(__name__)
 
 METHODS = {"unet": "unet_inference", "two-stage": "two_stage"}
 # Share of the progress bar given to the probability map; lesions and MARS take the rest.
@@ -78,7 +81,13 @@ def detect(
     if cancel is not None and cancel():
         raise DetectionCancelled("detection cancelled")
     label_map, lesions = extract_lesions(probability, image, threshold)
-    mars_counts = rate_mars(image, lesions, label_map) if mars else None
+    mars_counts, mars_error = None, None
+    if mars:
+        try:
+            mars_counts = rate_mars(image, lesions, label_map)
+        except ValueError as exc:  # e.g. a partial-brain volume: the detections still stand, without MARS
+            mars_error = str(exc)
+            log.warning("MARS rating skipped: %s", exc)
     if progress is not None:
         progress(1.0)
     provenance = {
@@ -88,5 +97,6 @@ def detect(
         "backend": backend if isinstance(backend, str) else getattr(backend, "name", str(backend)),
         "seconds": round(time.perf_counter() - started, 2),
         "mars_counts": mars_counts,
+        "mars_error": mars_error,
     }
     return DetectionResult(reference=image, probability=probability, label_map=label_map, lesions=lesions, provenance=provenance)

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from scipy.spatial.distance import cdist
 
 from .lesions import component_centres_mm, label_components
-from .metrics import MATCH_DISTANCE_MM, lesion_metrics
+from .metrics import MATCH_DISTANCE_MM, match_lesions
 from .two_stage import StageSettings, classify_patches, stage_one
 from .training_data import TrainingPair, find_pairs, split_subjects
 from .patch_data import balanced_batch, extract_patches
@@ -216,42 +216,64 @@ def train_two_stage(
     return json.loads((out / "model_card.json").read_text())
 
 
+def _stage_one_centres(pair: TrainingPair, settings: StageSettings) -> dict[str, np.ndarray]:
+    """Stage one of a held-out subject reduced to what scoring needs: patches and centres (mm) of candidates and truth."""
+    image, gt = _load_axial(pair)
+    spacing = np.asarray(image.GetSpacing()[::-1], dtype=float)
+    first = stage_one(image, settings)
+    gt_labels, n_gt = label_components(gt)
+    return {"patches": first.patches.astype(np.float16),
+            "cand_mm": np.array([c.centre_kji for c in first.candidates], dtype=float).reshape(-1, 3) * spacing,
+            "gt_mm": component_centres_mm(gt_labels, n_gt, spacing)}
+
+
+def _score_subject(name: str, cand_mm: np.ndarray, gt_mm: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    # Each candidate is one 6-connected component of the probability map, so matching candidate centres is
+    # exactly the lesion matching of ``metrics.lesion_metrics`` on the thresholded map.
+    kept = cand_mm[scores >= threshold]
+    tp, found = len(match_lesions(gt_mm, kept)), len(match_lesions(gt_mm, cand_mm))
+    return {"subject": name, "n_gt": len(gt_mm), "candidates": len(cand_mm), "candidates_found": found,
+            "tp": tp, "fp": len(kept) - tp, "fn": len(gt_mm) - tp}
+
+
 def evaluate_two_stage(
-    data_dir: str | os.PathLike, model_dir: str | os.PathLike | None = None, *,
-    threshold: float = 0.5, progress: Callable[[float], None] | None = None,
+    data_dir: str | os.PathLike, model_dir: str | os.PathLike | None = None, *, threshold: float = 0.5,
+    max_subjects: int | None = None, cache_dir: str | os.PathLike | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Held-out figures: pooled patch metrics, stage-one recall and candidates per subject, and lesion-level
-    sensitivity / false positives per subject of the thresholded probability map (as ``pipeline.detect``)."""
+    sensitivity / false positives per subject of the thresholded probability map (as ``pipeline.detect``).
+
+    ``cache_dir`` keeps each subject's stage-one output, so re-scoring another model costs only the classifier.
+    """
     from .two_stage import load_model
 
     model, card = load_model(model_dir)
     settings = StageSettings.from_card(card)
-    pairs = find_pairs(data_dir)
+    pairs = find_pairs(data_dir)[:max_subjects]
     rows, all_labels, all_scores = [], [], []
     for n, pair in enumerate(pairs, start=1):
-        image, gt = _load_axial(pair)
-        spacing = np.asarray(image.GetSpacing()[::-1], dtype=float)
-        first = stage_one(image, settings)
-        scores = classify_patches(model, first.patches)
-        stage_one_map = (first.labels > 0).astype(np.uint8)
-        probability = np.concatenate([[0.0], scores]).astype(np.float32)[first.labels]
-        lesions = lesion_metrics(gt, probability >= threshold, spacing)
-        candidates = lesion_metrics(gt, stage_one_map, spacing)
-        cand_mm = np.array([c.centre_kji for c in first.candidates], dtype=float).reshape(-1, 3) * spacing
-        gt_labels, n_gt = label_components(gt)
-        gt_mm = component_centres_mm(gt_labels, n_gt, spacing)
-        labels = (cdist(cand_mm, gt_mm) < MATCH_DISTANCE_MM).any(axis=1) if len(cand_mm) and n_gt else np.zeros(len(cand_mm), bool)
-        all_labels.append(labels), all_scores.append(scores)
-        rows.append({"subject": pair.name, "n_gt": n_gt, "candidates": len(first.candidates),
-                     "candidate_sensitivity": candidates["lesion_sensitivity"], "lesion_sensitivity": lesions["lesion_sensitivity"],
-                     "tp": lesions["tp"], "fp": lesions["fp"], "fn": lesions["fn"]})
+        path = Path(cache_dir) / f"{pair.name}_heldout_{settings.patch_size}.npz" if cache_dir else None
+        if path is not None and path.exists():
+            with np.load(path) as stored:
+                data = dict(stored)
+        else:
+            data = _stage_one_centres(pair, settings)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(path, **data)
+        scores = classify_patches(model, data["patches"].astype(np.float32))
+        near = cdist(data["cand_mm"], data["gt_mm"]) < MATCH_DISTANCE_MM if len(data["cand_mm"]) and len(data["gt_mm"]) else None
+        all_labels.append(near.any(axis=1) if near is not None else np.zeros(len(scores), bool))
+        all_scores.append(scores)
+        rows.append(_score_subject(pair.name, data["cand_mm"], data["gt_mm"], scores, threshold))
         if progress is not None:
             progress(n / len(pairs))
     n_gt = sum(r["n_gt"] for r in rows)
     return {
         "subjects": len(rows), "threshold": threshold,
         "patch": patch_metrics(np.concatenate(all_labels), np.concatenate(all_scores), threshold),
-        "stage_one": {"candidate_sensitivity": sum(r["n_gt"] * r["candidate_sensitivity"] for r in rows if r["n_gt"]) / max(1, n_gt),
+        "stage_one": {"candidate_sensitivity": sum(r["candidates_found"] for r in rows) / max(1, n_gt),
                       "candidates_per_subject": float(np.mean([r["candidates"] for r in rows]))},
         "lesion": {"sensitivity": sum(r["tp"] for r in rows) / max(1, n_gt),
                    "fp_per_subject": float(np.mean([r["fp"] for r in rows])), "n_gt": n_gt},

@@ -7,7 +7,10 @@ Random weights are used when no trained model is installed (speed does not depen
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,11 +57,173 @@ def seconds_per_volume(backend, size: int, slices: int, spacing: float, repeats:
     return (time.perf_counter() - start) / repeats
 
 
+def two_stage_seconds(device: str = "auto") -> dict[str, float]:
+    """Seconds of each two-stage step on one phantom (256x256x70): brain mask, candidates + patches, ResNet50.
+
+    A phantom, not noise, because the stage-one cost depends on the anatomy (how many dark components).
+    Uses the installed ``models/resnet50`` or, when absent, an untrained 64-pixel ResNet50.
+    """
+    from CMBDetectionLib.brain_mask import brain_mask_array
+    from CMBDetectionLib.phantom import generate_subject
+    from CMBDetectionLib.preprocessing import to_axial
+    from CMBDetectionLib.resnet_classifier import build_classifier, load_classifier
+    from CMBDetectionLib.two_stage import StageSettings, classify_patches, stage_one
+
+    try:
+        model, card = load_classifier()
+    except ValueError:
+        model, card = build_classifier(64), {"input_shape": [64, 64, 3]}
+    axial = to_axial(sitk.Cast(generate_subject(303).image, sitk.sitkFloat32))
+    array, spacing = sitk.GetArrayFromImage(axial), tuple(axial.GetSpacing()[::-1])
+    start = time.perf_counter()
+    brain_mask_array(array, spacing)
+    mask_s = time.perf_counter() - start
+    start = time.perf_counter()
+    first = stage_one(axial, StageSettings.from_card(card))
+    stage_one_s = time.perf_counter() - start - mask_s  # stage_one recomputes the mask; report the rest
+    classify_patches(model, first.patches[:2], device=device)  # warm-up
+    start = time.perf_counter()
+    classify_patches(model, first.patches, device=device)
+    return {"brain_mask_s": mask_s, "candidates_and_patches_s": stage_one_s,
+            "classifier_s": time.perf_counter() - start, "candidates": len(first.candidates)}
+
+
+# --- Inference speed and memory (issue F): pure model per backend vs end-to-end cmb-detect -------------------
+
+SPEED_SLICES = 150
+SPEED_SEED = 777  # a test-range phantom seed (< 1000)
+
+
+def phantom_volume(folder: Path, size: int, n_slices: int = SPEED_SLICES) -> Path:
+    """A phantom head of ``size`` x ``size`` x ``n_slices`` written to ``folder`` (field of view kept at 230 mm).
+
+    The default 2 mm slab is 300 mm high, so as in a real acquisition part of the slices show no head.
+    """
+    from CMBDetectionLib.phantom import generate_subject
+
+    path = folder / f"phantom_{size}x{size}x{n_slices}.nii.gz"
+    if not path.exists():
+        subject = generate_subject(SPEED_SEED, size=size, spacing=0.9 * 256 / size, n_slices=n_slices)
+        sitk.WriteImage(subject.image, str(path), useCompression=True)
+    return path
+
+
+def speed_model_dir(folder: Path) -> Path:
+    """The shipped UNet when it has an ONNX export; else a seeded random UNet exported to ``folder`` (same cost)."""
+    from CMBDetectionLib.model_store import CARD_NAME, load_card, model_dir
+
+    shipped = model_dir("unet")
+    if (shipped / CARD_NAME).is_file() and "onnx" in load_card(shipped):
+        return shipped
+    import keras
+
+    from CMBDetectionLib.model_store import WEIGHTS_NAME, save_weights_npz, write_card
+    from CMBDetectionLib.onnx_export import add_onnx_to_model_dir
+    from CMBDetectionLib.unet_model import ENCODER_FILTERS, build_unet
+
+    print("note: no shipped UNet with an ONNX export; timing a random-weight UNet of the same architecture")
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(SPEED_SEED)
+    model = build_unet()
+    head = model.get_layer("cmb_probability")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias - 20.0])  # random weights would "detect" half the head; keep the map near 0
+    save_weights_npz(model, folder / WEIGHTS_NAME)
+    write_card(folder, {"name": "random-benchmark-unet", "architecture": {"encoder_filters": list(ENCODER_FILTERS)}},
+               [WEIGHTS_NAME])
+    add_onnx_to_model_dir(folder)
+    return folder
+
+
+def model_slices(volume_path: Path) -> np.ndarray:
+    """All axial slices of the volume, normalised, as one ``(n, 256, 256, 1)`` batch (what the model sees)."""
+    from CMBDetectionLib.preprocessing import SliceGrid, normalise_intensity, to_axial
+
+    axial = to_axial(sitk.ReadImage(str(volume_path), sitk.sitkFloat32))
+    volume = normalise_intensity(sitk.GetArrayViewFromImage(axial))
+    return np.ascontiguousarray(SliceGrid.for_image(axial).to_model(volume)[..., np.newaxis])
+
+
+def pure_model_seconds(backend, slices: np.ndarray, repeats: int, batch_size: int) -> float:
+    """Median seconds of ``backend.predict`` over all ``slices`` in batches (model loaded, one warm-up batch)."""
+    backend.predict(slices[:batch_size])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for first in range(0, len(slices), batch_size):
+            backend.predict(slices[first : first + batch_size])
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def backend_devices() -> list[str]:
+    """``cpu``, plus ``gpu`` when TensorFlow or ONNX Runtime sees one."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from CMBDetectionLib.onnx_backend import GPU_PROVIDERS
+
+    gpu = tf.config.list_physical_devices("GPU") or set(GPU_PROVIDERS) & set(ort.get_available_providers())
+    return ["cpu", "gpu"] if gpu else ["cpu"]
+
+
+def run_cmb_detect(volume_path: Path, model_dir: Path, out_dir: Path, *options: str) -> tuple[float, float]:
+    """Run ``cmb-detect --backend auto`` as a subprocess (interpreter start and imports included):
+    (wall seconds, peak RSS MiB)."""
+    command = [sys.executable, "-m", "CMBDetectionLib.cli.detect", str(volume_path), "-o", str(out_dir),
+               "--model-dir", str(model_dir), "--backend", "auto", "--quiet", *options]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"cmb-detect failed on {volume_path} (exit {os.waitstatus_to_exitcode(status)})")
+    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def inference_speed(work: Path, repeats: int = 3) -> dict[str, float]:
+    """Pure-model time of each backend and device (150 slices 256x256), end-to-end cmb-detect time, their ratio,
+    and peak memory of cmb-detect on 256x256x150 and 512x512x150 phantoms. Prints and returns the figures."""
+    from CMBDetectionLib.backends import TensorFlowBackend
+    from CMBDetectionLib.onnx_backend import OnnxRuntimeBackend
+    from CMBDetectionLib.unet_inference import BATCH_SIZE, head_slices
+
+    model_dir = speed_model_dir(work / "model")
+    volume_256 = phantom_volume(work, 256)
+    slices = model_slices(volume_256)
+    figures: dict[str, float] = {}
+    print(f"volume {volume_256.name}: {len(head_slices(slices[..., 0]))} of {len(slices)} slices show the head")
+    for device in backend_devices():
+        for name, backend_class in (("tensorflow", TensorFlowBackend), ("onnxruntime", OnnxRuntimeBackend)):
+            seconds = pure_model_seconds(backend_class(model_dir, device), slices, repeats, BATCH_SIZE)
+            figures[f"pure_{name}_{device}_s"] = seconds
+            print(f"pure model {name:11s} {device}: {seconds:6.2f} s for {len(slices)} slices ({1000 * seconds / len(slices):.0f} ms/slice)")
+    # The machine's speed drifts (shared CPU): pair each end-to-end run with a pure-model run next to it.
+    ort = OnnxRuntimeBackend(model_dir, "cpu")
+    for label, options in (("", ()), ("_no_mars", ("--no-mars",))):
+        pairs = []
+        for _ in range(repeats):
+            pure = pure_model_seconds(ort, slices, 1, BATCH_SIZE)
+            pairs.append((pure, *run_cmb_detect(volume_256, model_dir, work / "out256", *options)))
+        figures[f"end_to_end{label}_s"] = float(np.median([e2e for _, e2e, _ in pairs]))
+        figures[f"ratio{label}"] = float(np.median([e2e / pure for pure, e2e, _ in pairs]))
+        figures[f"peak_rss_256{label}_mib"] = max(rss for _, _, rss in pairs)
+        print(f"end-to-end cmb-detect {' '.join(options) or '(MARS on)':10s} (subprocess, --backend auto): "
+              f"{figures[f'end_to_end{label}_s']:.2f} s = {figures[f'ratio{label}']:.2f}x the pure ONNX Runtime time "
+              f"(median of {repeats} pairs run side by side); peak {figures[f'peak_rss_256{label}_mib']:.0f} MiB")
+    seconds, figures["peak_rss_512_mib"] = run_cmb_detect(phantom_volume(work, 512), model_dir, work / "out512")
+    print(f"cmb-detect on 512x512x{SPEED_SLICES}: {seconds:.2f} s, peak {figures['peak_rss_512_mib']:.0f} MiB")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     parser.add_argument("--backend", default="tensorflow")
     parser.add_argument("--slices", type=int, default=150)
+    parser.add_argument("--two-stage", action="store_true", help="also time the two-stage method on a phantom")
+    parser.add_argument("--speed", action="store_true",
+                        help="pure model (TF, ONNX Runtime) vs end-to-end cmb-detect on phantoms, peak memory (minutes)")
     args = parser.parse_args()
     from CMBDetectionLib.backends import make_backend
 
@@ -67,6 +232,13 @@ def main() -> None:
     for size, spacing in ((256, 0.9), (512, 0.45)):
         seconds = seconds_per_volume(backend, size, args.slices, spacing)
         print(f"{size}x{size}x{args.slices}: {seconds:.1f} s/volume, peak memory {peak_memory_mb():.0f} MB")
+    if args.two_stage:
+        steps = two_stage_seconds(args.device)
+        print("two-stage 256x256x70 phantom: " + ", ".join(f"{k}={v:.1f}" for k, v in steps.items())
+              + f", peak memory {peak_memory_mb():.0f} MB")
+    if args.speed:
+        with tempfile.TemporaryDirectory(prefix="cmb-speed-") as work:
+            inference_speed(Path(work))
 
 
 if __name__ == "__main__":
