@@ -73,7 +73,15 @@ class TensorFlowBackend:
 
 
 BackendFactory = Callable[..., InferenceBackend]
-BACKEND_FACTORIES: dict[str, BackendFactory] = {"tensorflow": TensorFlowBackend}
+
+
+def _onnxruntime_backend(**kwargs) -> InferenceBackend:
+    from .onnx_backend import OnnxRuntimeBackend  # imported on use: it imports this module
+
+    return OnnxRuntimeBackend(**kwargs)
+
+
+BACKEND_FACTORIES: dict[str, BackendFactory] = {"tensorflow": TensorFlowBackend, "onnxruntime": _onnxruntime_backend}
 AUTO_ORDER = ("onnxruntime", "tensorflow")
 
 

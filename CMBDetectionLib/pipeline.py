@@ -20,11 +20,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from .lesions import extract_lesions
+from .model_store import ModelError, load_card, model_dir as find_model_dir
+from .registration import RegistrationError
 from .results import DetectionResult, Lesion
 
 log = logging.getLogger(__name__)
 
 METHODS = {"unet": "unet_inference", "two-stage": "two_stage"}
+# The shipped model folder each method reads (under models/), for provenance.
+METHOD_MODELS = {"unet": "unet", "two-stage": "resnet50"}
 # Share of the progress bar given to the probability map; lesions and MARS take the rest.
 PREDICTION_SHARE = 0.9
 
@@ -44,6 +48,15 @@ def _scaled(progress: Callable[[float], None] | None, start: float, share: float
     if progress is None:
         return None
     return lambda fraction: progress(start + share * min(max(fraction, 0.0), 1.0))
+
+
+def model_provenance(method: str, model_dir: str | os.PathLike | None) -> dict[str, str]:
+    """Name and version of the model a run used, from its card (empty when the card cannot be read)."""
+    try:
+        card = load_card(find_model_dir(METHOD_MODELS[method], model_dir))
+    except ModelError:
+        return {"model_name": "", "model_version": ""}
+    return {"model_name": str(card.get("name", "")), "model_version": str(card.get("version", ""))}
 
 
 def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray) -> list[dict[str, Any]]:
@@ -85,7 +98,7 @@ def detect(
     if mars:
         try:
             mars_counts = rate_mars(image, lesions, label_map)
-        except ValueError as exc:  # e.g. a partial-brain volume: the detections still stand, without MARS
+        except (ValueError, RegistrationError) as exc:  # e.g. a partial-brain volume: detections stand, without MARS
             mars_error = str(exc)
             log.warning("MARS rating skipped: %s", exc)
     if progress is not None:
@@ -95,6 +108,7 @@ def detect(
         "threshold": threshold,
         "device": device,
         "backend": backend if isinstance(backend, str) else getattr(backend, "name", str(backend)),
+        **model_provenance(method, model_dir),
         "seconds": round(time.perf_counter() - started, 2),
         "mars_counts": mars_counts,
         "mars_error": mars_error,

@@ -26,7 +26,8 @@ import SimpleITK as sitk
 from . import __version__
 from .lesions import extract_lesions
 from .metrics import subject_metrics, summarise
-from .model_store import WEIGHTS_NAME, save_weights_npz, write_card
+from .model_store import WEIGHTS_NAME, load_card, save_weights_npz, write_card
+from .onnx_export import add_onnx_to_model_dir
 from .training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
 from .unet_model import DROPOUT_RATE, ENCODER_FILTERS, LEAKY_ALPHA, build_unet
 from .volume_io import read_image_file, read_volume
@@ -248,5 +249,7 @@ def finish(model: keras.Model, config: TrainConfig, train_pairs: list[TrainingPa
         card["metrics"]["held_out"] = {"source": str(config.eval_dir),
                                        **_metric_block(evaluate_subjects(held_out, backend, config.threshold))}
     write_card(out, card, [WEIGHTS_NAME])
-    return card
+    # The ONNX file is exported from the stored float16 weights, so both backends compute the same function.
+    add_onnx_to_model_dir(out)
+    return load_card(out)
 

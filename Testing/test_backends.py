@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from synthetic_cmb import synthetic_subject
 
-from CMBDetectionLib.backends import BackendUnavailable, TensorFlowBackend
+from CMBDetectionLib.backends import BackendUnavailable, TensorFlowBackend, make_backend
 from CMBDetectionLib.lesions import extract_lesions
 from CMBDetectionLib.model_store import CARD_NAME, WEIGHTS_NAME, model_dir, save_weights_npz, write_card
 from CMBDetectionLib.onnx_backend import OnnxRuntimeBackend, choose_providers, physical_cores
@@ -37,7 +37,8 @@ def random_model_dir(tmp_path_factory):
     kernel, bias = head.get_weights()
     head.set_weights([kernel * LOGIT_GAIN, bias])
     save_weights_npz(model, folder / WEIGHTS_NAME)
-    write_card(folder, {"name": "random-test-unet", "architecture": {"encoder_filters": list(ENCODER_FILTERS)}}, [WEIGHTS_NAME])
+    card = {"name": "random-test-unet", "architecture": {"encoder_filters": list(ENCODER_FILTERS)}}
+    write_card(folder, card, [WEIGHTS_NAME])
     add_onnx_to_model_dir(folder)
     return folder
 
@@ -100,11 +101,14 @@ def test_same_lesions_on_a_volume(backend_pair, subject):
     assert [lesion.centre_ijk for lesion in ort_lesions] == [lesion.centre_ijk for lesion in tf_lesions]
 
 
-def test_missing_onnx_export_is_reported(tmp_path, random_model_dir):
+def test_auto_prefers_onnxruntime_and_falls_back_to_tensorflow_without_an_export(tmp_path, random_model_dir):
+    assert make_backend("auto", random_model_dir, "cpu").name == "onnxruntime"
+    assert make_backend("onnxruntime", random_model_dir, "cpu").device == "CPUExecutionProvider"
     (tmp_path / WEIGHTS_NAME).write_bytes((random_model_dir / WEIGHTS_NAME).read_bytes())
     write_card(tmp_path, {"name": "no-onnx"}, [WEIGHTS_NAME])
     with pytest.raises(BackendUnavailable, match="no ONNX export"):
         OnnxRuntimeBackend(tmp_path, device="cpu")
+    assert make_backend("auto", tmp_path, "cpu").name == "tensorflow"
 
 
 def test_provider_choice():

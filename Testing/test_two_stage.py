@@ -126,7 +126,7 @@ def small_phantom():
     return generate_subject(312, **SMALL_PHANTOM)
 
 
-def test_detect_two_stage_gives_the_unet_output_contract(small_phantom, tiny_model_dir):
+def test_detect_two_stage_gives_the_unet_output_contract(small_phantom, tiny_model_dir, tmp_path):
     from CMBDetectionLib.pipeline import detect
     from CMBDetectionLib.results import DetectionResult
 
@@ -142,6 +142,12 @@ def test_detect_two_stage_gives_the_unet_output_contract(small_phantom, tiny_mod
     for lesion in result.lesions:  # every lesion is a thresholded candidate: one score inside it
         assert lesion.max_probability >= 0.5 and lesion.mean_probability == pytest.approx(lesion.max_probability, abs=1e-3)
     assert result.provenance["method"] == "two-stage"
+    from CMBDetectionLib.outputs import write_outputs
+
+    paths = write_outputs(result, tmp_path, "phantom")
+    mask = sitk.ReadImage(str(paths["mask"]))
+    assert mask.GetSize() == image.GetSize() and mask.GetOrigin() == image.GetOrigin()
+    assert paths["lesions_csv"].read_text().count("\n") == len(result.lesions) + 1
 
 
 def test_two_stage_cancel_and_bad_arguments(small_phantom, tiny_model_dir):
