@@ -11,17 +11,6 @@ from synthetic_cmb import write_dataset
 
 from CMBDetectionLib.cli.detect import main as detect_main
 from CMBDetectionLib.cli.evaluate import main as eval_main, subject_key
-from CMBDetectionLib.model_store import WEIGHTS_NAME, save_weights_npz, write_card
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from CMBDetectionLib.unet_model import build_unet
-
-    folder = tmp_path_factory.mktemp("unet")
-    save_weights_npz(build_unet(), folder / WEIGHTS_NAME)
-    write_card(folder, {"name": "random", "weights": WEIGHTS_NAME}, [WEIGHTS_NAME])
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +19,10 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(model, data, tmp_path_factory):
+def run(random_unet_dir, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     inputs = [str(data / "syn00_swi.nii.gz"), str(data / "missing_swi.nii.gz"), str(data / "syn01_swi.nii.gz")]
-    code = detect_main([*inputs, "-o", str(out), "--model-dir", str(model), "--device", "cpu", "--threshold", "0.6",
+    code = detect_main([*inputs, "-o", str(out), "--model-dir", str(random_unet_dir), "--device", "cpu", "--threshold", "0.6",
                         "--no-mars", "--save-probability", "-q"])
     return code, out
 

@@ -9,7 +9,7 @@ from scipy import ndimage
 from synthetic_cmb import synthetic_subject
 
 from CMBDetectionLib.backends import BackendUnavailable, TensorFlowBackend, make_backend
-from CMBDetectionLib.model_store import WEIGHTS_NAME, ModelError, model_dir, save_weights_npz, write_card
+from CMBDetectionLib.model_store import WEIGHTS_NAME, ModelError, model_dir
 from CMBDetectionLib.pipeline import DetectionCancelled, detect
 from CMBDetectionLib.unet_inference import predict_probability
 from CMBDetectionLib.volume_io import index_to_ras
@@ -25,16 +25,6 @@ class DarkSpotBackend:
         head = np.stack([ndimage.binary_fill_holes(s > 0.25) for s in x])
         dark = ndimage.binary_opening(x < 0.05, structure=np.ones((1, 7, 7)))  # drops single noisy voxels
         return (dark & head).astype(np.float32)[..., np.newaxis]
-
-
-@pytest.fixture(scope="module")
-def random_model(tmp_path_factory):
-    from CMBDetectionLib.unet_model import build_unet
-
-    folder = tmp_path_factory.mktemp("unet")
-    save_weights_npz(build_unet(), folder / WEIGHTS_NAME)
-    write_card(folder, {"name": "random", "weights": WEIGHTS_NAME}, [WEIGHTS_NAME])
-    return folder
 
 
 @pytest.mark.parametrize("geometry", [
@@ -67,28 +57,28 @@ def test_progress_and_cancellation():
     assert len(calls) == 2  # stopped at the second batch
 
 
-def test_tensorflow_backend_is_deterministic(random_model):
+def test_tensorflow_backend_is_deterministic(random_unet_dir):
     image, _, _ = synthetic_subject(9, shape_kji=(5, 48, 40), n_cmbs=1)
-    backend = make_backend("tensorflow", random_model, "cpu")
+    backend = make_backend("tensorflow", random_unet_dir, "cpu")
     assert backend.name == "tensorflow" and backend.device == "/CPU:0"
     first = predict_probability(image, backend=backend)
     assert first.shape == (5, 48, 40) and first.dtype == np.float32 and 0 <= first.min() <= first.max() <= 1
     np.testing.assert_array_equal(first, predict_probability(image, backend=backend))
 
 
-def test_backend_errors_are_clear(tmp_path, random_model):
+def test_backend_errors_are_clear(tmp_path, random_unet_dir):
     import tensorflow as tf
 
     with pytest.raises(ModelError, match="cmb-train"):
         TensorFlowBackend(tmp_path, "cpu")
     with pytest.raises(ValueError, match="device"):
-        make_backend("tensorflow", random_model, "tpu")
+        make_backend("tensorflow", random_unet_dir, "tpu")
     if not tf.config.list_logical_devices("GPU"):
         with pytest.raises(BackendUnavailable, match="no GPU"):
-            make_backend("tensorflow", random_model, "gpu")
-    (random_model / WEIGHTS_NAME).write_bytes((random_model / WEIGHTS_NAME).read_bytes() + b"x")
+            make_backend("tensorflow", random_unet_dir, "gpu")
+    (random_unet_dir / WEIGHTS_NAME).write_bytes((random_unet_dir / WEIGHTS_NAME).read_bytes() + b"x")
     with pytest.raises(ModelError, match="checksum"):
-        TensorFlowBackend(random_model, "cpu")
+        TensorFlowBackend(random_unet_dir, "cpu")
 
 
 def test_shipped_weights_find_cmbs_in_an_unseen_phantom():
