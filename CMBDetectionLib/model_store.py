@@ -93,7 +93,7 @@ def load_weights_npz(model, path: Path) -> None:
         weights = [data[key].astype(np.float32) for key in sorted(data.files)]
     expected = model.get_weights()
     if len(weights) != len(expected) or any(w.shape != e.shape for w, e in zip(weights, expected)):
-        raise ModelError(f"{path}: weights do not fit the UNet architecture of this version; use a matching model.")
+        raise ModelError(f"{path}: weights do not fit the {model.name} architecture of this version; use a matching model.")
     model.set_weights(weights)
 
 
