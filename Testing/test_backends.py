@@ -11,6 +11,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from synthetic_cmb import synthetic_subject
 
 from CMBDetectionLib.backends import BackendUnavailable, TensorFlowBackend, make_backend
@@ -52,14 +53,17 @@ def _shipped_model_dir():
 
 @pytest.fixture(scope="module", params=["random", "shipped"])
 def backend_pair(request, random_model_dir):
-    folder = random_model_dir if request.param == "random" else _shipped_model_dir()
-    return TensorFlowBackend(folder, device="cpu"), OnnxRuntimeBackend(folder, device="cpu")
+    """Both backends on one model, and a volume on which that model finds lesions: the random model fires on
+    synthetic blobs, the shipped one on a phantom head (a test seed)."""
+    if request.param == "random":
+        folder = random_model_dir
+        volume, _, _ = synthetic_subject(3, shape_kji=(6, 96, 80), spacing_ijk=(0.9, 0.9, 2.0))
+    else:
+        from CMBDetectionLib.phantom import generate_subject
 
-
-@pytest.fixture(scope="module")
-def subject():
-    image, _, _ = synthetic_subject(3, shape_kji=(6, 96, 80), spacing_ijk=(0.9, 0.9, 2.0))
-    return image
+        folder = _shipped_model_dir()
+        volume = sitk.Cast(generate_subject(303).image, sitk.sitkFloat32)
+    return TensorFlowBackend(folder, device="cpu"), OnnxRuntimeBackend(folder, device="cpu"), volume
 
 
 def _clear_threshold(probability: np.ndarray, margin: float) -> float:
@@ -80,7 +84,7 @@ def test_export_lists_onnx_with_checksum_and_dynamic_batch(random_model_dir):
 
 
 def test_same_probabilities_on_slices(backend_pair):
-    tf_backend, ort_backend = backend_pair
+    tf_backend, ort_backend, _ = backend_pair
     batch = np.random.default_rng(0).random((4, 256, 256, 1), dtype=np.float32)
     tf_probs, ort_probs = tf_backend.predict(batch), ort_backend.predict(batch)
     assert ort_probs.dtype == np.float32 and ort_probs.shape == batch.shape
@@ -88,8 +92,8 @@ def test_same_probabilities_on_slices(backend_pair):
     np.testing.assert_allclose(ort_probs, tf_probs, atol=TOLERANCE, rtol=0)
 
 
-def test_same_lesions_on_a_volume(backend_pair, subject):
-    tf_backend, ort_backend = backend_pair
+def test_same_lesions_on_a_volume(backend_pair):
+    tf_backend, ort_backend, subject = backend_pair
     tf_map = predict_probability(subject, backend=tf_backend)
     ort_map = predict_probability(subject, backend=ort_backend)
     np.testing.assert_allclose(ort_map, tf_map, atol=TOLERANCE, rtol=0)

@@ -9,9 +9,11 @@ from scipy import ndimage
 from synthetic_cmb import synthetic_subject
 
 from CMBDetectionLib.backends import BackendUnavailable, TensorFlowBackend, make_backend
-from CMBDetectionLib.model_store import WEIGHTS_NAME, ModelError, model_dir
+from CMBDetectionLib.model_store import WEIGHTS_NAME, ModelError
 from CMBDetectionLib.pipeline import DetectionCancelled, detect
 from CMBDetectionLib.unet_inference import predict_probability
+
+SHIPPED_TEST_SEED = 303  # 15 CMBs; a test seed (< 1000)
 from CMBDetectionLib.volume_io import index_to_ras
 
 
@@ -81,15 +83,16 @@ def test_backend_errors_are_clear(tmp_path, random_unet_dir):
         TensorFlowBackend(random_unet_dir, "cpu")
 
 
+# Issue [B]'s bar for the shipped weights. The v0.1 weights in models/unet miss it (see the model card's held-out
+# metrics); strict xfail keeps the bar in force: a model that meets it turns this into a failure, to drop the mark.
+@pytest.mark.xfail(strict=True, reason="shipped UNet v0.1 does not yet reach sensitivity 0.8 (model card, issue B)")
 def test_shipped_weights_find_cmbs_in_an_unseen_phantom():
-    if not (model_dir("unet") / WEIGHTS_NAME).is_file():
-        pytest.skip(f"no trained weights in {model_dir('unet')} yet (run cmb-train; the lead makes this required)")
     from CMBDetectionLib.metrics import lesion_metrics
     from CMBDetectionLib.phantom import generate_subject
 
-    subject = generate_subject(9001, size=256, spacing=0.9, slice_thickness=2.0, n_slices=40)
-    result = detect(subject.image, device="cpu", mars=False)
-    gt = sitk.GetArrayFromImage(subject.cmb_mask)
-    m = lesion_metrics(gt, result.mask, subject.image.GetSpacing()[::-1])
-    assert m["lesion_sensitivity"] >= 0.6
-    assert m["fp"] <= max(5, 2 * m["n_gt"])
+    subject = generate_subject(SHIPPED_TEST_SEED)  # a test seed: never in training (1000-8999) or held-out (9000+)
+    result = detect(sitk.Cast(subject.image, sitk.sitkFloat32), device="cpu", mars=False)
+    m = lesion_metrics(sitk.GetArrayFromImage(subject.cmb_mask), result.mask, subject.image.GetSpacing()[::-1])
+    assert m["n_gt"] >= 5
+    assert m["lesion_sensitivity"] >= 0.8, m
+    assert m["fp"] <= 3, m

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from ..volume_io import VolumeError
+
+# TensorFlow's start-up banner (CPU features, absl) is noise on a command line; set before TF is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
