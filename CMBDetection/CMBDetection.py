@@ -27,6 +27,7 @@ from slicer.util import VTKObservationMixin
 
 from CMBDetectionLogic import CorrectionsWouldBeLost, DetectionLogic, DetectionSettings, Device, Method, RunStatus
 from CMBDetectionLogic.dependencies import ensure_dependencies
+from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD
 from CMBDetectionLogic.run_state import RunState, detect_button, input_state
 
 POLL_MS = 300
@@ -58,7 +59,7 @@ class CMBDetectionParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     method: Method = Method.UNET
     device: Device = Device.AUTO
-    threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
+    threshold: Annotated[float, WithinRange(0.05, 0.95)] = DEFAULT_THRESHOLD
     segmentation: slicer.vtkMRMLSegmentationNode
     lesionPoints: slicer.vtkMRMLMarkupsFiducialNode
     lesionTable: slicer.vtkMRMLTableNode

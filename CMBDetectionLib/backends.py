@@ -23,7 +23,7 @@ DEVICES = ("auto", "cpu", "gpu")
 
 
 class InferenceBackend(Protocol):
-    name: str  # "tensorflow" or "onnxruntime"
+    name: str  # "tensorflow", "onnxruntime" or "keras"
     device: str  # what it runs on, e.g. "CPU", "GPU:0", "CUDAExecutionProvider"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -35,9 +35,17 @@ class BackendUnavailable(ValueError):
     """This backend cannot run here; the message says why and what to do."""
 
 
+def _import_tensorflow():
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise BackendUnavailable(f"TensorFlow is not installed ({exc}); pip install tensorflow, or use the onnxruntime backend.") from exc
+    return tf
+
+
 def tensorflow_device(device: str) -> str:
     """TensorFlow device string for ``auto|cpu|gpu`` (``auto``: the first GPU TensorFlow sees, else CPU)."""
-    import tensorflow as tf
+    tf = _import_tensorflow()
 
     gpus = tf.config.list_logical_devices("GPU")
     if device == "gpu" and not gpus:
@@ -56,10 +64,9 @@ class TensorFlowBackend:
     name = "tensorflow"
 
     def __init__(self, model_dir: str | os.PathLike | None = None, device: str = "auto"):
-        import tensorflow as tf
-
         from .model_store import load_unet
 
+        tf = _import_tensorflow()
         self.device = tensorflow_device(device)
         with tf.device(self.device):
             self._model = load_unet(model_dir)
@@ -72,6 +79,29 @@ class TensorFlowBackend:
             return np.asarray(self._forward(tf.convert_to_tensor(batch, tf.float32)), dtype=np.float32)
 
 
+class KerasBackend:
+    """The Keras UNet run by whichever Keras backend is active (TensorFlow, JAX or PyTorch; ``KERAS_BACKEND``).
+
+    For machines whose Keras runs on JAX or PyTorch, e.g. a GPU training box without TensorFlow; Keras places
+    the model on its backend's default device, so ``device`` is only recorded.
+    """
+
+    name = "keras"
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, device: str = "auto"):
+        try:
+            import keras
+        except ImportError as exc:  # keras imports its backend (TensorFlow by default) on import
+            raise BackendUnavailable(f"Keras cannot start ({exc}); install its backend or set KERAS_BACKEND.") from exc
+        from .model_store import load_unet
+
+        self._model = load_unet(model_dir)
+        self.device = f"{keras.backend.backend()} default device"
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._model.predict_on_batch(np.asarray(batch, np.float32)), dtype=np.float32)
+
+
 BackendFactory = Callable[..., InferenceBackend]
 
 
@@ -81,8 +111,10 @@ def _onnxruntime_backend(**kwargs) -> InferenceBackend:
     return OnnxRuntimeBackend(**kwargs)
 
 
-BACKEND_FACTORIES: dict[str, BackendFactory] = {"tensorflow": TensorFlowBackend, "onnxruntime": _onnxruntime_backend}
-AUTO_ORDER = ("onnxruntime", "tensorflow")
+BACKEND_FACTORIES: dict[str, BackendFactory] = {
+    "tensorflow": TensorFlowBackend, "onnxruntime": _onnxruntime_backend, "keras": KerasBackend,
+}
+AUTO_ORDER = ("onnxruntime", "tensorflow", "keras")
 
 
 def make_backend(kind: str = "auto", model_dir: str | os.PathLike | None = None, device: str = "auto") -> InferenceBackend:

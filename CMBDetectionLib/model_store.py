@@ -22,6 +22,7 @@ import numpy as np
 CARD_NAME = "model_card.json"
 WEIGHTS_NAME = "weights.npz"
 ENV_VAR = "CMBDETECTION_MODELS_DIR"
+DEFAULT_THRESHOLD = 0.5
 
 
 class ModelError(ValueError):
@@ -95,6 +96,14 @@ def load_weights_npz(model, path: Path) -> None:
     if len(weights) != len(expected) or any(w.shape != e.shape for w, e in zip(weights, expected)):
         raise ModelError(f"{path}: weights do not fit the {model.name} architecture of this version; use a matching model.")
     model.set_weights(weights)
+
+
+def operating_threshold(folder: str | os.PathLike | None = None) -> float:
+    """The UNet's probability threshold chosen on validation data (card ``metrics.threshold``); 0.5 without one."""
+    card_file = model_dir("unet", folder) / CARD_NAME
+    if not card_file.is_file():
+        return DEFAULT_THRESHOLD
+    return float(json.loads(card_file.read_text()).get("metrics", {}).get("threshold", DEFAULT_THRESHOLD))
 
 
 def load_unet(folder: str | os.PathLike | None = None):

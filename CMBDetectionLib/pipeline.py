@@ -20,7 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .lesions import extract_lesions
-from .model_store import ModelError, load_card, model_dir as find_model_dir
+from .model_store import DEFAULT_THRESHOLD, ModelError, load_card, operating_threshold
+from .model_store import model_dir as find_model_dir
 from .registration import RegistrationError
 from .results import DetectionResult, Lesion
 
@@ -71,7 +72,7 @@ def detect(
     image: sitk.Image,
     *,
     method: str = "unet",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     device: str = "auto",
     backend: Any = "auto",
     model_dir: str | os.PathLike | None = None,
@@ -82,9 +83,13 @@ def detect(
     """Detect CMBs in ``image`` (a 3D SWI volume) and return masks, lesions and provenance.
 
     ``progress(fraction)`` receives 0..1; ``cancel()`` returning True raises :class:`DetectionCancelled`.
-    ``backend`` is a name (``auto``, ``tensorflow``, ``onnxruntime``) or a ready backend object to reuse.
+    ``backend`` is a name (``auto``, ``tensorflow``, ``onnxruntime``, ``keras``) or a ready backend object.
+    ``threshold=None`` takes the UNet's operating threshold from its model card (chosen on validation data)
+    and 0.5 for the two-stage classifier.
     """
     started = time.perf_counter()
+    if threshold is None:
+        threshold = operating_threshold(model_dir) if method == "unet" else DEFAULT_THRESHOLD
     module = method_module(method)
     # model_dir only when given: the architecture contract fixes the other keywords for every method.
     extra = {"model_dir": model_dir} if model_dir is not None else {}

@@ -143,8 +143,10 @@ class CropBatches(keras.utils.PyDataset):
         positive_fraction: float = 0.5,
         augment: bool = True,
         seed: int = 0,
+        workers: int = 1,
     ):
-        super().__init__()
+        # Batches depend only on (seed, epoch, index), so worker processes give the same batches as one.
+        super().__init__(workers=workers, use_multiprocessing=workers > 1)
         if crop % 16 or crop < 16:
             raise ValueError(f"crop {crop} must be a positive multiple of 16 (the UNet pools four times).")
         self.stacks, self.batch_size, self.crop, self.steps = stacks, batch_size, crop, steps

@@ -15,17 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import SimpleITK as sitk
 
 from . import __version__
 from .lesions import extract_lesions
-from .metrics import subject_metrics, summarise
-from .model_store import WEIGHTS_NAME, load_card, save_weights_npz, write_card
+from .metrics import probability_metrics, subject_metrics, summarise
+from .model_store import WEIGHTS_NAME, load_card, load_weights_npz, model_dir, save_weights_npz, write_card
 from .onnx_export import add_onnx_to_model_dir
 from .training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
 from .unet_model import DROPOUT_RATE, ENCODER_FILTERS, LEAKY_ALPHA, build_unet
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = Path("checkpoints") / "last.keras"
 STATE = Path("checkpoints") / "state.json"
+#: candidate operating thresholds, scored on the validation subjects
+THRESHOLD_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 CARD_METRICS = (
     "dice", "sensitivity", "precision", "auc_roc", "lesion_sensitivity", "lesion_precision", "lesion_f1",
     "fp", "abs_count_difference", "matched_dice",
@@ -56,8 +59,11 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     eval_dir: str | None = None
-    threshold: float = 0.5
+    threshold: float | None = None  # None: chosen on validation from THRESHOLD_GRID
     resume: bool = False
+    init_from: str | None = None  # model folder whose weights start training (fine-tuning); Adam starts afresh
+    time_limit_minutes: float | None = None  # stop after the epoch in which this wall time is reached
+    workers: int = 1  # processes drawing augmented batches (CPU-bound; more keep a GPU busy)
     eager: bool = False  # skip graph tracing (tens of seconds): slower steps, for smoke runs on tiny data
 
 
@@ -117,6 +123,20 @@ class _EpochState(keras.callbacks.Callback):
         self.path.write_text(json.dumps({"epochs_done": epoch + 1}) + "\n")
 
 
+class _TimeLimit(keras.callbacks.Callback):
+    """Stop after the epoch during which ``minutes`` of wall time have passed (a cluster job's limit);
+    the checkpoint of that epoch is kept, so ``--resume`` continues from it."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.deadline = time.monotonic() + 60.0 * minutes
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if time.monotonic() >= self.deadline:
+            log.info("time limit reached after epoch %d; stopping", epoch + 1)
+            self.model.stop_training = True
+
+
 def _model_and_start(config: TrainConfig, out: Path) -> tuple[keras.Model, int]:
     if config.resume:
         if not (out / CHECKPOINT).exists():
@@ -124,7 +144,10 @@ def _model_and_start(config: TrainConfig, out: Path) -> tuple[keras.Model, int]:
         model = keras.models.load_model(out / CHECKPOINT)
         model.run_eagerly = config.eager
         return model, json.loads((out / STATE).read_text())["epochs_done"]
-    return compiled_unet(config), 0
+    model = compiled_unet(config)
+    if config.init_from:
+        load_weights_npz(model, model_dir("unet", config.init_from) / WEIGHTS_NAME)
+    return model, 0
 
 
 def plot_loss_curve(log_csv: Path, png: Path) -> Path:
@@ -150,18 +173,30 @@ def plot_loss_curve(log_csv: Path, png: Path) -> Path:
     return png
 
 
-def evaluate_subjects(pairs: list[TrainingPair], backend, threshold: float = 0.5) -> list[dict[str, Any]]:
-    """Voxel + lesion metrics of the model (a backend) on whole volumes, one row per subject."""
+def evaluate_subjects(
+    pairs: list[TrainingPair], backend, thresholds: Sequence[float] = (0.5,)
+) -> dict[float, list[dict[str, Any]]]:
+    """Voxel + lesion metrics of the model (a backend) on whole volumes: one row per subject for each threshold
+    (the probability map is computed once per subject)."""
     from .unet_inference import predict_probability
 
-    rows = []
+    rows: dict[float, list[dict[str, Any]]] = {t: [] for t in thresholds}
     for pair in pairs:
         image = read_volume(pair.image)
         gt = sitk.GetArrayFromImage(read_image_file(pair.mask)) > 0
         probability = predict_probability(image, backend=backend)
-        labels, _ = extract_lesions(probability, image, threshold)
-        rows.append({"subject": pair.name, **subject_metrics(gt, labels > 0, image.GetSpacing()[::-1], probability)})
+        scores = probability_metrics(gt, probability)  # threshold-free: computed once
+        for threshold in thresholds:
+            labels, _ = extract_lesions(probability, image, threshold)
+            metrics = subject_metrics(gt, labels > 0, image.GetSpacing()[::-1])
+            rows[threshold].append({"subject": pair.name, **metrics, **scores})
     return rows
+
+
+def choose_threshold(rows: dict[float, list[dict[str, Any]]]) -> float:
+    """The threshold with the best mean lesion F1 (the higher threshold, fewer false positives, on ties)."""
+    f1 = {t: summarise(r)["mean"].get("lesion_f1", float("nan")) for t, r in rows.items()}
+    return max(f1, key=lambda t: (-1.0 if math.isnan(f1[t]) else f1[t], t))
 
 
 def _metric_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -172,6 +207,35 @@ def _metric_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean": {k: clean(summary["mean"][k]) for k in CARD_METRICS if k in summary["mean"]},
         "median": {k: clean(summary["median"][k]) for k in CARD_METRICS if k in summary["median"]},
     }
+
+
+def _provenance(folder: str | None) -> dict[str, Any] | None:
+    """Name, version and weights checksum of the model a fine-tuning run started from."""
+    if not folder:
+        return None
+    card = load_card(model_dir("unet", folder))
+    return {"name": card.get("name"), "version": card.get("version"),
+            "weights_sha256": card.get("files", {}).get(WEIGHTS_NAME), "previous_recipe": card.get("recipe")}
+
+
+def _evaluate(config: TrainConfig, val_pairs: list[TrainingPair], backend) -> dict[str, Any]:
+    """Card metrics: the operating threshold (given, or the best validation lesion F1 of THRESHOLD_GRID),
+    validation metrics at it and per candidate, then the separate held-out set at that threshold."""
+    grid = (config.threshold,) if config.threshold is not None else THRESHOLD_GRID
+    metrics: dict[str, Any] = {"threshold": config.threshold if config.threshold is not None else 0.5}
+    if val_pairs:
+        by_threshold = evaluate_subjects(val_pairs, backend, grid)
+        threshold = choose_threshold(by_threshold) if config.threshold is None else config.threshold
+        metrics = {
+            "threshold": threshold,
+            "threshold_selection": "given" if config.threshold is not None else "best mean lesion F1 on validation",
+            "validation": _metric_block(by_threshold[threshold]),
+            "validation_by_threshold": {str(t): _metric_block(r)["mean"] for t, r in by_threshold.items()},
+        }
+    if config.eval_dir:
+        held_out = evaluate_subjects(find_pairs(config.eval_dir), backend, (metrics["threshold"],))
+        metrics["held_out"] = {"source": str(config.eval_dir), **_metric_block(held_out[metrics["threshold"]])}
+    return metrics
 
 
 def _card(config: TrainConfig, train: list[TrainingPair], val: list[TrainingPair], epochs_done: int) -> dict[str, Any]:
@@ -196,9 +260,11 @@ def _card(config: TrainConfig, train: list[TrainingPair], val: list[TrainingPair
             "n_validation_subjects": len(val),
             "split": "split.json (seeded, by subject)",
         },
-        "recipe": {**{k: v for k, v in asdict(config).items() if k not in ("data_dir", "out_dir", "resume", "eager")},
+        "recipe": {**{k: v for k, v in asdict(config).items()
+                       if k not in ("data_dir", "out_dir", "resume", "eager", "workers", "time_limit_minutes", "init_from")},
                    "optimizer": "Adam", "loss": "binary cross-entropy" + (" + Dice" if config.dice_weight else ""),
                    "epochs_done": epochs_done, "augmentation": "random rotation, flips, gamma/contrast/brightness/noise"},
+        "initialised_from": _provenance(config.init_from),
         "preprocessing": "axial reorientation; 1-99th percentile inside the head -> 0..1; 256x256 square pixels, padded",
     }
 
@@ -213,24 +279,30 @@ def train(config: TrainConfig, verbose: int = 2) -> dict[str, Any]:
     cache = out / "cache"
     train_batches = CropBatches([load_stack(p, cache) for p in train_pairs], batch_size=config.batch_size,
                                 crop=config.crop, steps=config.steps_per_epoch,
-                                positive_fraction=config.positive_fraction, seed=config.seed)
+                                positive_fraction=config.positive_fraction, seed=config.seed, workers=config.workers)
     val_batches = CropBatches([load_stack(p, cache) for p in val_pairs], batch_size=config.batch_size,
                               crop=config.crop, steps=config.validation_steps, augment=False,
                               seed=config.seed + 1) if val_pairs else None
     model, start = _model_and_start(config, out)
     train_batches.epoch = start
     log_csv = out / "training_log.csv"
-    model.fit(
-        train_batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=start, verbose=verbose,
-        callbacks=[keras.callbacks.ModelCheckpoint(out / CHECKPOINT), _EpochState(out / STATE),
-                   keras.callbacks.CSVLogger(log_csv, append=config.resume)],
-    )
+    callbacks = [keras.callbacks.ModelCheckpoint(out / CHECKPOINT), _EpochState(out / STATE),
+                 keras.callbacks.CSVLogger(log_csv, append=config.resume)]
+    if config.time_limit_minutes:
+        callbacks.append(_TimeLimit(config.time_limit_minutes))
+    model.fit(train_batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=start,
+              verbose=verbose, callbacks=callbacks)
     return finish(model, config, train_pairs, val_pairs)
 
 
 def finish(model: keras.Model, config: TrainConfig, train_pairs: list[TrainingPair], val_pairs: list[TrainingPair]) -> dict[str, Any]:
-    """Save float16 weights and the card, then evaluate the saved model on held-out subjects and update the card."""
-    from .backends import TensorFlowBackend
+    """Save float16 weights and the card, evaluate the saved model on held-out subjects, export ONNX.
+
+    Evaluation runs the stored float16 weights through Keras, so it works on any Keras backend (a GPU box may
+    have JAX but no TensorFlow). Without tf2onnx the ONNX export is skipped with a warning; add it later with
+    ``python -m CMBDetectionLib.onnx_export OUTDIR``.
+    """
+    from .backends import KerasBackend
 
     out = Path(config.out_dir)
     save_weights_npz(model, out / WEIGHTS_NAME)
@@ -239,16 +311,14 @@ def finish(model: keras.Model, config: TrainConfig, train_pairs: list[TrainingPa
     epochs_done = json.loads((out / STATE).read_text())["epochs_done"] if (out / STATE).exists() else 0
     card = _card(config, train_pairs, val_pairs, epochs_done)
     write_card(out, card, [WEIGHTS_NAME])
-    backend = TensorFlowBackend(out, device="auto")  # the stored float16 weights, as users will run them
-    card["metrics"] = {"threshold": config.threshold}
-    if val_pairs:
-        card["metrics"]["validation"] = _metric_block(evaluate_subjects(val_pairs, backend, config.threshold))
-    if config.eval_dir:
-        held_out = find_pairs(config.eval_dir)
-        card["metrics"]["held_out"] = {"source": str(config.eval_dir),
-                                       **_metric_block(evaluate_subjects(held_out, backend, config.threshold))}
+    backend = KerasBackend(out)  # the stored float16 weights, as users will run them
+    card["metrics"] = _evaluate(config, val_pairs, backend)
     write_card(out, card, [WEIGHTS_NAME])
     # The ONNX file is exported from the stored float16 weights, so both backends compute the same function.
-    add_onnx_to_model_dir(out)
+    try:
+        add_onnx_to_model_dir(out)
+    except ImportError as exc:
+        log.warning("ONNX export skipped (%s); run `python -m CMBDetectionLib.onnx_export %s` where "
+                    "tensorflow and tf2onnx are installed.", exc, out)
     return load_card(out)
 

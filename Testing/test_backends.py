@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 from synthetic_cmb import synthetic_subject
 
-from CMBDetectionLib.backends import BackendUnavailable, TensorFlowBackend, make_backend
+from CMBDetectionLib.backends import BackendUnavailable, KerasBackend, TensorFlowBackend, make_backend
 from CMBDetectionLib.lesions import extract_lesions
 from CMBDetectionLib.model_store import CARD_NAME, WEIGHTS_NAME, model_dir, save_weights_npz, write_card
 from CMBDetectionLib.onnx_backend import OnnxRuntimeBackend, choose_providers, physical_cores
@@ -113,6 +113,15 @@ def test_auto_prefers_onnxruntime_and_falls_back_to_tensorflow_without_an_export
     with pytest.raises(BackendUnavailable, match="no ONNX export"):
         OnnxRuntimeBackend(tmp_path, device="cpu")
     assert make_backend("auto", tmp_path, "cpu").name == "tensorflow"
+
+
+def test_keras_backend_computes_what_tensorflow_computes(random_model_dir):
+    """The backend-neutral Keras path (used for evaluation on JAX/PyTorch training machines) is the same UNet."""
+    batch = np.random.default_rng(1).random((3, 256, 256, 1), dtype=np.float32)
+    keras_backend = make_backend("keras", random_model_dir)
+    assert isinstance(keras_backend, KerasBackend) and keras_backend.device.startswith(keras.backend.backend())
+    np.testing.assert_allclose(keras_backend.predict(batch), TensorFlowBackend(random_model_dir, "cpu").predict(batch),
+                               atol=TOLERANCE, rtol=0)
 
 
 def test_provider_choice():

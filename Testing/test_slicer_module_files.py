@@ -106,3 +106,12 @@ def test_detect_button_follows_the_run_state():
     for state in (RunState.NO_INPUT, RunState.NOT_SCALAR, RunState.CANCELLING):
         assert not states[state].enabled and states[state].tooltip
     assert states[RunState.READY].enabled
+
+
+def test_default_threshold_is_the_shipped_unets_operating_threshold():
+    sys.path.insert(0, str(MODULE))
+    from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD
+
+    from CMBDetectionLib.model_store import operating_threshold
+
+    assert DEFAULT_THRESHOLD == operating_threshold()

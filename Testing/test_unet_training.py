@@ -11,7 +11,7 @@ import pytest
 from synthetic_cmb import write_dataset
 
 from CMBDetectionLib.cli.train import main as train_main
-from CMBDetectionLib.model_store import load_card, sha256_of
+from CMBDetectionLib.model_store import load_card, load_unet, sha256_of
 from CMBDetectionLib.training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
 from CMBDetectionLib.unet_training import TrainConfig, compiled_unet
 
@@ -97,10 +97,35 @@ def test_cmb_train_writes_card_and_resumes(data_dir, eval_dir, tmp_path):
     assert load_card(out)["recipe"]["epochs_done"] == 2
 
 
+def test_time_limit_stops_after_the_current_epoch(data_dir, tmp_path):
+    out = tmp_path / "model"
+    assert train_main([str(data_dir), "-o", str(out), "--crop", "32", "--steps-per-epoch", "1", "--validation-steps",
+                       "1", "--epochs", "5", "--time-limit", "0.0001", "--eager", "-q"]) == 0
+    assert len((out / "training_log.csv").read_text().strip().splitlines()) == 2  # header + the one epoch
+    assert load_card(out)["recipe"]["epochs_done"] == 1
+
+
+def test_init_from_starts_at_the_given_weights_and_records_them(data_dir, tmp_path):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    common = [str(data_dir), "--crop", "32", "--steps-per-epoch", "1", "--validation-steps", "1", "--epochs", "1",
+              "--eager", "-q"]
+    assert train_main(common + ["-o", str(base), "--lr", "1e-2"]) == 0
+    # A vanishing learning rate leaves the weights where --init-from put them.
+    assert train_main(common + ["-o", str(tuned), "--init-from", str(base), "--lr", "1e-12"]) == 0
+    # Batch-norm statistics still move (the optimiser does not set them); the learned weights must not.
+    before, after = load_unet(base).trainable_weights, load_unet(tuned).trainable_weights
+    assert len(before) == len(after) > 0
+    for b, a in zip(before, after):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-3)
+    assert load_card(tuned)["initialised_from"]["weights_sha256"] == sha256_of(base / "weights.npz")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--crop", "50"], "multiple of 16"),
     (["--lr", "-1"], "--lr"),
     (["--resume"], "no checkpoint"),
+    (["--time-limit", "0"], "--time-limit"),
+    (["--init-from", "x", "--resume"], "cannot be combined"),
 ])
 def test_cmb_train_bad_input(data_dir, tmp_path, capsys, extra, message):
     assert train_main([str(data_dir), "-o", str(tmp_path / "m"), *extra]) == 1

@@ -45,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="unet: end-to-end UNet (default); two-stage: k-means candidates + ResNet50 classifier")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                         help="auto: GPU when one is visible, else CPU (default)")
-    parser.add_argument("--backend", choices=("auto", "tensorflow", "onnxruntime"), default="auto",
-                        help="inference library (default auto: the fastest available)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold for a CMB voxel, 0..1 (default 0.5)")
+    parser.add_argument("--backend", choices=("auto", "tensorflow", "onnxruntime", "keras"), default="auto",
+                        help="inference library (default auto: the fastest available; keras: any KERAS_BACKEND)")
+    parser.add_argument("--threshold", type=float,
+                        help="probability threshold for a CMB voxel, 0..1 (default: the UNet's operating threshold "
+                             "from its model card, chosen on validation data; 0.5 for two-stage)")
     parser.add_argument("--series", metavar="UID", help="DICOM series UID when a folder holds several series")
     parser.add_argument("--model-dir", metavar="DIR", help="use the model in DIR instead of the shipped one")
     parser.add_argument("--no-mars", action="store_true", help="skip MARS anatomical rating (faster)")
@@ -63,7 +65,7 @@ def _inputs(args: argparse.Namespace) -> list[str]:
         inputs.append(str(demo_volume()))
     if not inputs:
         raise CLIError("no INPUT given; name one or more SWI volumes or DICOM folders, or use --demo.")
-    if not 0.0 < args.threshold < 1.0:
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise CLIError(f"--threshold {args.threshold}: must lie strictly between 0 and 1.")
     return inputs
 

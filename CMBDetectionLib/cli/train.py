@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the sampling (default 0)")
     parser.add_argument("--eval-dir", metavar="DIR", help="separate held-out subjects (same layouts) evaluated at the end")
     parser.add_argument("--resume", action="store_true", help="continue from OUTDIR/checkpoints with the recorded split")
+    parser.add_argument("--init-from", metavar="MODEL_DIR",
+                        help="start from this model folder's weights (fine-tune, e.g. models/unet, on your own data)")
+    parser.add_argument("--time-limit", type=float, metavar="MINUTES",
+                        help="stop after the epoch in which MINUTES of wall time pass (then --resume continues)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes preparing augmented batches (default 1; 4-8 keep a GPU busy)")
     parser.add_argument("--method", choices=("unet", "two-stage"), default="unet",
                         help="unet (default) or two-stage: ResNet50 on k-means candidate patches (Afzal et al. 2022)")
     parser.add_argument("--patch-size", type=int, default=64, help="two-stage: ResNet50 input size in pixels (default 64; paper 224)")
@@ -67,6 +73,9 @@ def _config(args: argparse.Namespace):
         (args.dice_weight >= 0, "--dice-weight must be 0 or more"),
         (0 <= args.positive_fraction <= 1, "--positive-fraction must lie in 0..1"),
         (0 < args.val_fraction < 1, "--val-fraction must lie strictly between 0 and 1"),
+        (args.time_limit is None or args.time_limit > 0, "--time-limit must be a positive number of minutes"),
+        (args.workers >= 1, "--workers must be at least 1"),
+        (not (args.init_from and args.resume), "--init-from starts a new run; it cannot be combined with --resume"),
     ]
     for ok, message in checks:
         if not ok:
@@ -76,6 +85,7 @@ def _config(args: argparse.Namespace):
         validation_steps=args.validation_steps, batch_size=args.batch_size, crop=args.crop, learning_rate=args.lr,
         dice_weight=args.dice_weight, positive_fraction=args.positive_fraction, val_fraction=args.val_fraction,
         seed=args.seed, eval_dir=args.eval_dir, resume=args.resume, eager=args.eager,
+        time_limit_minutes=args.time_limit, workers=args.workers, init_from=args.init_from,
     )
 
 
