@@ -12,10 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e ".[test]"
 	touch $(STAMP)
 
-# The demo runs the two-stage method and scores it against the demo's known CMBs: the shipped UNet v0.1 does not
-# detect CMBs yet (models/unet/model_card.json). `cmb-detect --demo -o DIR` alone runs the UNet.
+# The demo runs the UNet (the default method) and scores it against the demo phantom's known CMBs.
 demo: $(STAMP)
-	$(BIN)/cmb-detect --demo --method two-stage -o demo_output
+	$(BIN)/cmb-detect --demo -o demo_output
 	$(BIN)/cmb-eval --gt CMBDetectionLib/data --pred demo_output
 
 test: $(STAMP)

@@ -99,7 +99,11 @@ class KerasBackend:
         self.device = f"{keras.backend.backend()} default device"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._model.predict_on_batch(np.asarray(batch, np.float32)), dtype=np.float32)
+        # Pad to a power of two: each new batch size makes Keras trace and compile the model again.
+        n = len(batch)
+        padded = np.zeros((1 << max(n - 1, 0).bit_length(), *batch.shape[1:]), np.float32)
+        padded[:n] = batch
+        return np.asarray(self._model.predict_on_batch(padded), dtype=np.float32)[:n]
 
 
 BackendFactory = Callable[..., InferenceBackend]

@@ -165,7 +165,8 @@ def plot_loss_curve(log_csv: Path, png: Path) -> Path:
     for key in ("loss", "val_loss"):
         if rows and key in rows[0]:
             ax.plot(epochs, [float(r[key]) for r in rows], marker="o", label=key)
-    ax.set(xlabel="epoch", ylabel="loss", title="CMB UNet training")
+    # Log scale: the loss falls by orders of magnitude, and the late epochs are the informative ones.
+    ax.set(xlabel="epoch", ylabel="loss (log scale)", title="CMB UNet training", yscale="log")
     ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)

@@ -19,6 +19,7 @@ from CMBDetectionLib.lesions import extract_lesions
 from CMBDetectionLib.model_store import CARD_NAME, WEIGHTS_NAME, model_dir, save_weights_npz, write_card
 from CMBDetectionLib.onnx_backend import OnnxRuntimeBackend, choose_providers, physical_cores
 from CMBDetectionLib.onnx_export import ONNX_NAME, add_onnx_to_model_dir
+from CMBDetectionLib.preprocessing import SliceGrid, normalise_intensity, to_axial
 from CMBDetectionLib.unet_inference import predict_probability
 from CMBDetectionLib.unet_model import ENCODER_FILTERS, build_unet
 
@@ -83,9 +84,17 @@ def test_export_lists_onnx_with_checksum_and_dynamic_batch(random_model_dir):
         assert backend.predict(np.zeros((n, 256, 256, 1), np.float32)).shape == (n, 256, 256, 1)
 
 
+def _model_slices(volume: sitk.Image, n: int = 6) -> np.ndarray:
+    """``n`` preprocessed axial slices from the middle of ``volume``, as the models see them."""
+    axial = to_axial(volume)
+    slices = SliceGrid.for_image(axial).to_model(normalise_intensity(sitk.GetArrayFromImage(axial)))
+    picks = np.unique(np.linspace(0.3 * len(slices), 0.7 * (len(slices) - 1), n).astype(int))
+    return slices[picks, ..., np.newaxis].astype(np.float32)
+
+
 def test_same_probabilities_on_slices(backend_pair):
-    tf_backend, ort_backend, _ = backend_pair
-    batch = np.random.default_rng(0).random((4, 256, 256, 1), dtype=np.float32)
+    tf_backend, ort_backend, volume = backend_pair
+    batch = _model_slices(volume)
     tf_probs, ort_probs = tf_backend.predict(batch), ort_backend.predict(batch)
     assert ort_probs.dtype == np.float32 and ort_probs.shape == batch.shape
     assert tf_probs.std() > 1e-3  # a constant output would make the comparison vacuous

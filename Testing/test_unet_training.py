@@ -13,7 +13,7 @@ from synthetic_cmb import write_dataset
 from CMBDetectionLib.cli.train import main as train_main
 from CMBDetectionLib.model_store import load_card, load_unet, sha256_of
 from CMBDetectionLib.training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
-from CMBDetectionLib.unet_training import TrainConfig, compiled_unet
+from CMBDetectionLib.unet_training import THRESHOLD_GRID, TrainConfig, choose_threshold, compiled_unet
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,8 @@ def test_cmb_train_writes_card_and_resumes(data_dir, eval_dir, tmp_path):
     assert card["recipe"]["learning_rate"] == 1e-4 and card["recipe"]["batch_size"] == 4
     assert card["metrics"]["validation"]["n_subjects"] == 1 and card["metrics"]["held_out"]["n_subjects"] == 1
     assert "lesion_sensitivity" in card["metrics"]["validation"]["mean"]
+    assert card["metrics"]["threshold"] in THRESHOLD_GRID
+    assert set(card["metrics"]["validation_by_threshold"]) == {str(t) for t in THRESHOLD_GRID}
     split = json.loads((out / "split.json").read_text())
     assert len(split["train"]) == 3 and len(split["validation"]) == 1
     assert (out / "loss_curve.png").stat().st_size > 1000
@@ -118,6 +120,14 @@ def test_init_from_starts_at_the_given_weights_and_records_them(data_dir, tmp_pa
     for b, a in zip(before, after):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-3)
     assert load_card(tuned)["initialised_from"]["weights_sha256"] == sha256_of(base / "weights.npz")
+
+
+def test_operating_threshold_is_the_best_validation_lesion_f1():
+    rows = {0.5: [{"lesion_f1": 0.2}, {"lesion_f1": 0.4}], 0.8: [{"lesion_f1": 0.6}, {"lesion_f1": 0.4}],
+            0.9: [{"lesion_f1": 0.5}, {"lesion_f1": 0.5}], 0.95: [{"lesion_f1": float("nan")}]}
+    assert choose_threshold(rows) == 0.9  # ties (0.8 and 0.9: mean 0.5) go to the higher threshold
+    rows[0.5] = [{"lesion_f1": 0.9}, {"lesion_f1": 0.9}]
+    assert choose_threshold(rows) == 0.5
 
 
 @pytest.mark.parametrize("extra, message", [

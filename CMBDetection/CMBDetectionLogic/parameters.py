@@ -17,7 +17,7 @@ METHODS = {"unet": "UNet (end to end)", "two-stage": "Two-stage (k-means candida
 DEVICES = {"auto": "Auto (GPU if available)", "gpu": "GPU", "cpu": "CPU"}
 #: the shipped UNet's operating threshold (its card's ``metrics.threshold``, chosen on validation data); a
 #: constant because the engine may not be installed yet when Slicer loads the module (a test keeps them equal)
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.9
 
 
 class Method(str, Enum):
