@@ -26,7 +26,9 @@ import SimpleITK as sitk
 from . import __version__
 from .lesions import extract_lesions
 from .metrics import probability_metrics, subject_metrics, summarise
-from .model_store import WEIGHTS_NAME, load_card, load_weights_npz, model_dir, save_weights_npz, write_card
+from .model_store import (
+    DEFAULT_THRESHOLD, WEIGHTS_NAME, load_card, load_weights_npz, model_dir, save_weights_npz, write_card,
+)
 from .onnx_export import add_onnx_to_model_dir
 from .training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
 from .unet_model import DROPOUT_RATE, ENCODER_FILTERS, LEAKY_ALPHA, build_unet
@@ -223,7 +225,7 @@ def _evaluate(config: TrainConfig, val_pairs: list[TrainingPair], backend) -> di
     """Card metrics: the operating threshold (given, or the best validation lesion F1 of THRESHOLD_GRID),
     validation metrics at it and per candidate, then the separate held-out set at that threshold."""
     grid = (config.threshold,) if config.threshold is not None else THRESHOLD_GRID
-    metrics: dict[str, Any] = {"threshold": config.threshold if config.threshold is not None else 0.5}
+    metrics: dict[str, Any] = {"threshold": config.threshold if config.threshold is not None else DEFAULT_THRESHOLD}
     if val_pairs:
         by_threshold = evaluate_subjects(val_pairs, backend, grid)
         threshold = choose_threshold(by_threshold) if config.threshold is None else config.threshold

@@ -112,9 +112,9 @@ def test_init_from_starts_at_the_given_weights_and_records_them(data_dir, tmp_pa
     common = [str(data_dir), "--crop", "32", "--steps-per-epoch", "1", "--validation-steps", "1", "--epochs", "1",
               "--eager", "-q"]
     assert train_main(common + ["-o", str(base), "--lr", "1e-2"]) == 0
-    # A vanishing learning rate leaves the weights where --init-from put them.
+    # A vanishing learning rate leaves the learned weights where --init-from put them (batch-norm statistics
+    # still move: the optimiser does not set them).
     assert train_main(common + ["-o", str(tuned), "--init-from", str(base), "--lr", "1e-12"]) == 0
-    # Batch-norm statistics still move (the optimiser does not set them); the learned weights must not.
     before, after = load_unet(base).trainable_weights, load_unet(tuned).trainable_weights
     assert len(before) == len(after) > 0
     for b, a in zip(before, after):
