@@ -100,10 +100,10 @@ def load_weights_npz(model, path: Path) -> None:
 
 def operating_threshold(folder: str | os.PathLike | None = None) -> float:
     """The UNet's probability threshold chosen on validation data (card ``metrics.threshold``); 0.5 without one."""
-    card_file = model_dir("unet", folder) / CARD_NAME
-    if not card_file.is_file():
+    folder = model_dir("unet", folder)
+    if not (folder / CARD_NAME).is_file():
         return DEFAULT_THRESHOLD
-    return float(json.loads(card_file.read_text()).get("metrics", {}).get("threshold", DEFAULT_THRESHOLD))
+    return float(load_card(folder).get("metrics", {}).get("threshold", DEFAULT_THRESHOLD))
 
 
 def load_unet(folder: str | os.PathLike | None = None):

@@ -6,6 +6,7 @@
   scale SWI magnitudes differently.
 - :class:`SliceGrid` resamples each axial slice to 256x256 with square pixels, keeping the physical aspect
   ratio (zero padding on the short side), and maps model outputs back with the exact inverse transform.
+- :func:`model_slices` chains the three: a volume to the normalised 256x256 slices the UNet sees.
 
 >>> grid = SliceGrid.for_slices((180, 200), (1.0, 1.0))
 >>> grid.to_model(np.ones((2, 180, 200), np.float32)).shape
@@ -111,3 +112,9 @@ class SliceGrid:
             slices, (1.0, *inverse), offset=(0.0, *offset), output_shape=(len(slices), *self.native_shape),
             order=order, mode="nearest", prefilter=False,
         ).astype(slices.dtype, copy=False)
+
+
+def model_slices(image: sitk.Image) -> np.ndarray:
+    """All axial slices of ``image``, normalised, on the model grid: ``(n, 256, 256)`` float32 (what the UNet sees)."""
+    axial = to_axial(image)
+    return SliceGrid.for_image(axial).to_model(normalise_intensity(sitk.GetArrayViewFromImage(axial)))

@@ -224,21 +224,21 @@ def _provenance(folder: str | None) -> dict[str, Any] | None:
 def _evaluate(config: TrainConfig, val_pairs: list[TrainingPair], backend) -> dict[str, Any]:
     """Card metrics: the operating threshold (given, or the best validation lesion F1 of THRESHOLD_GRID),
     validation metrics at it and per candidate, then the separate held-out set at that threshold."""
-    grid = (config.threshold,) if config.threshold is not None else THRESHOLD_GRID
-    metrics: dict[str, Any] = {"threshold": config.threshold if config.threshold is not None else DEFAULT_THRESHOLD}
+    chosen = config.threshold is None
+    threshold = DEFAULT_THRESHOLD if chosen else config.threshold
+    metrics: dict[str, Any] = {}
     if val_pairs:
-        by_threshold = evaluate_subjects(val_pairs, backend, grid)
-        threshold = choose_threshold(by_threshold) if config.threshold is None else config.threshold
+        by_threshold = evaluate_subjects(val_pairs, backend, THRESHOLD_GRID if chosen else (threshold,))
+        threshold = choose_threshold(by_threshold) if chosen else threshold
         metrics = {
-            "threshold": threshold,
-            "threshold_selection": "given" if config.threshold is not None else "best mean lesion F1 on validation",
+            "threshold_selection": "best mean lesion F1 on validation" if chosen else "given",
             "validation": _metric_block(by_threshold[threshold]),
             "validation_by_threshold": {str(t): _metric_block(r)["mean"] for t, r in by_threshold.items()},
         }
     if config.eval_dir:
-        held_out = evaluate_subjects(find_pairs(config.eval_dir), backend, (metrics["threshold"],))
-        metrics["held_out"] = {"source": str(config.eval_dir), **_metric_block(held_out[metrics["threshold"]])}
-    return metrics
+        held_out = evaluate_subjects(find_pairs(config.eval_dir), backend, (threshold,))
+        metrics["held_out"] = {"source": str(config.eval_dir), **_metric_block(held_out[threshold])}
+    return {"threshold": threshold, **metrics}
 
 
 def _card(config: TrainConfig, train: list[TrainingPair], val: list[TrainingPair], epochs_done: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from CMBDetectionLib.lesions import extract_lesions
 from CMBDetectionLib.model_store import CARD_NAME, WEIGHTS_NAME, model_dir, save_weights_npz, write_card
 from CMBDetectionLib.onnx_backend import OnnxRuntimeBackend, choose_providers, physical_cores
 from CMBDetectionLib.onnx_export import ONNX_NAME, add_onnx_to_model_dir
-from CMBDetectionLib.preprocessing import SliceGrid, normalise_intensity, to_axial
+from CMBDetectionLib.preprocessing import model_slices
 from CMBDetectionLib.unet_inference import predict_probability
 from CMBDetectionLib.unet_model import ENCODER_FILTERS, build_unet
 
@@ -86,8 +86,7 @@ def test_export_lists_onnx_with_checksum_and_dynamic_batch(random_model_dir):
 
 def _model_slices(volume: sitk.Image, n: int = 6) -> np.ndarray:
     """``n`` preprocessed axial slices from the middle of ``volume``, as the models see them."""
-    axial = to_axial(volume)
-    slices = SliceGrid.for_image(axial).to_model(normalise_intensity(sitk.GetArrayFromImage(axial)))
+    slices = model_slices(volume)
     picks = np.unique(np.linspace(0.3 * len(slices), 0.7 * (len(slices) - 1), n).astype(int))
     return slices[picks, ..., np.newaxis].astype(np.float32)
 

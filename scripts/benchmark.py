@@ -136,11 +136,9 @@ def speed_model_dir(folder: Path) -> Path:
 
 def model_slices(volume_path: Path) -> np.ndarray:
     """All axial slices of the volume, normalised, as one ``(n, 256, 256, 1)`` batch (what the model sees)."""
-    from CMBDetectionLib.preprocessing import SliceGrid, normalise_intensity, to_axial
+    from CMBDetectionLib.preprocessing import model_slices as preprocess
 
-    axial = to_axial(sitk.ReadImage(str(volume_path), sitk.sitkFloat32))
-    volume = normalise_intensity(sitk.GetArrayViewFromImage(axial))
-    return np.ascontiguousarray(SliceGrid.for_image(axial).to_model(volume)[..., np.newaxis])
+    return np.ascontiguousarray(preprocess(sitk.ReadImage(str(volume_path), sitk.sitkFloat32))[..., np.newaxis])
 
 
 def pure_model_seconds(backend, slices: np.ndarray, repeats: int, batch_size: int) -> float:
