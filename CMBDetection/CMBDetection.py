@@ -60,6 +60,7 @@ class CMBDetectionParameterNode:
     method: Method = Method.UNET
     device: Device = Device.AUTO
     threshold: Annotated[float, WithinRange(0.05, 0.95)] = DEFAULT_THRESHOLD
+    lesionFilter: bool = True
     segmentation: slicer.vtkMRMLSegmentationNode
     lesionPoints: slicer.vtkMRMLMarkupsFiducialNode
     lesionTable: slicer.vtkMRMLTableNode
@@ -165,7 +166,7 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---- running --------------------------------------------------------------------------------------------
     def _settings(self) -> DetectionSettings:
         p = self._parameterNode
-        return DetectionSettings(p.method.value, p.device.value, float(p.threshold))
+        return DetectionSettings(p.method.value, p.device.value, float(p.threshold), bool(p.lesionFilter))
 
     def onDetectButton(self) -> None:
         if self._run is not None:
@@ -267,7 +268,7 @@ class CMBDetectionTest(ScriptedLoadableModuleTest):
         self.test_CMBDetection1()
 
     @staticmethod
-    def _darkBlobDetector(image, *, method, threshold, device, progress=None, cancel=None):
+    def _darkBlobDetector(image, *, method, threshold, device, use_lesion_filter=True, progress=None, cancel=None):
         import SimpleITK as sitk
 
         from CMBDetectionLib.lesions import extract_lesions

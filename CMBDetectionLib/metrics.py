@@ -133,3 +133,27 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         summary["mean"][key] = float(finite.mean()) if finite.size else math.nan
         summary["median"][key] = float(np.median(finite)) if finite.size else math.nan
     return summary
+
+
+#: the summary figures a model card keeps
+CARD_METRICS = (
+    "dice", "sensitivity", "precision", "auc_roc", "lesion_sensitivity", "lesion_precision", "lesion_f1",
+    "fp", "abs_count_difference", "matched_dice",
+)
+
+
+def metric_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Subject count and the mean and median of :data:`CARD_METRICS`, rounded, NaN as None (for JSON)."""
+    summary = summarise(rows)
+    clean = lambda v: None if isinstance(v, float) and math.isnan(v) else round(v, 4)  # noqa: E731
+    return {
+        "n_subjects": len(rows),
+        "mean": {k: clean(summary["mean"][k]) for k in CARD_METRICS if k in summary["mean"]},
+        "median": {k: clean(summary["median"][k]) for k in CARD_METRICS if k in summary["median"]},
+    }
+
+
+def choose_threshold(rows: dict[float, list[dict[str, Any]]]) -> float:
+    """The threshold whose subject rows have the best mean lesion F1 (the higher threshold on ties)."""
+    f1 = {t: summarise(r)["mean"].get("lesion_f1", float("nan")) for t, r in rows.items()}
+    return max(f1, key=lambda t: (-1.0 if math.isnan(f1[t]) else f1[t], t))

@@ -1,4 +1,4 @@
-"""The detection pipeline: volume -> probability map -> lesions -> MARS rating -> :class:`DetectionResult`.
+"""The detection pipeline: volume -> probability map [-> 3D lesion filter] -> lesions -> MARS rating -> result.
 
 The CLI (``cmb-detect``) and the Slicer module both call :func:`detect`. Methods are modules exposing
 ``predict_probability(image, *, device, backend, progress, cancel)`` (plus ``model_dir`` when given); they are
@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
+from .lesion_filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
 from .lesions import extract_lesions
 from .model_store import DEFAULT_THRESHOLD, ModelError, load_card, operating_threshold
 from .model_store import model_dir as find_model_dir
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 METHODS = {"unet": "unet_inference", "two-stage": "two_stage"}
 # The shipped model folder each method reads (under models/), for provenance.
 METHOD_MODELS = {"unet": "unet", "two-stage": "resnet50"}
-# Share of the progress bar given to the probability map; lesions and MARS take the rest.
+# Share of the progress bar given to the probability map (and to the lesion filter); lesions and MARS take the rest.
 PREDICTION_SHARE = 0.9
+FILTERED_PREDICTION_SHARE = 0.6
 
 
 class DetectionCancelled(Exception):
@@ -60,6 +62,22 @@ def model_provenance(method: str, model_dir: str | os.PathLike | None) -> dict[s
     return {"model_name": str(card.get("name", "")), "model_version": str(card.get("version", ""))}
 
 
+def lesion_filter_for(method: str, model_dir: str | os.PathLike | None, enabled: bool = True) -> LesionFilter | None:
+    """The UNet's 3D false-positive filter when ``enabled`` and its model folder has one, else None."""
+    if method != "unet" or not enabled:
+        return None
+    folder = find_model_dir(METHOD_MODELS[method], model_dir)
+    return load_lesion_filter(folder) if has_lesion_filter(folder) else None
+
+
+def default_threshold(method: str, model_dir: str | os.PathLike | None, lesion_filter: LesionFilter | None) -> float:
+    """The operating threshold chosen on validation data: the filter's (on lesion scores) when it runs, else the
+    UNet card's (on voxel probabilities); 0.5 for the two-stage classifier."""
+    if lesion_filter is not None:
+        return lesion_filter.threshold
+    return operating_threshold(model_dir) if method == "unet" else DEFAULT_THRESHOLD
+
+
 def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray) -> list[dict[str, Any]]:
     """Fill each lesion's MARS fields (region, side, category, certainty) and return the count table."""
     from .mars import MarsRater, count_table
@@ -77,6 +95,7 @@ def detect(
     backend: Any = "auto",
     model_dir: str | os.PathLike | None = None,
     mars: bool = True,
+    use_lesion_filter: bool = True,
     progress: Callable[[float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> DetectionResult:
@@ -84,18 +103,25 @@ def detect(
 
     ``progress(fraction)`` receives 0..1; ``cancel()`` returning True raises :class:`DetectionCancelled`.
     ``backend`` is a name (``auto``, ``tensorflow``, ``onnxruntime``, ``keras``) or a ready backend object.
-    ``threshold=None`` takes the UNet's operating threshold from its model card (chosen on validation data)
-    and 0.5 for the two-stage classifier.
+    With ``use_lesion_filter`` (the default) and a filter in the UNet's model folder, the UNet map goes
+    through the 3D false-positive filter (:mod:`lesion_filter`) and ``threshold`` applies to lesion scores.
+    ``threshold=None`` takes the operating threshold chosen on validation data (:func:`default_threshold`).
     """
     started = time.perf_counter()
+    lesion_filter = lesion_filter_for(method, model_dir, use_lesion_filter)
     if threshold is None:
-        threshold = operating_threshold(model_dir) if method == "unet" else DEFAULT_THRESHOLD
+        threshold = default_threshold(method, model_dir, lesion_filter)
     module = method_module(method)
     # model_dir only when given: the architecture contract fixes the other keywords for every method.
     extra = {"model_dir": model_dir} if model_dir is not None else {}
+    share = PREDICTION_SHARE if lesion_filter is None else FILTERED_PREDICTION_SHARE
     probability = module.predict_probability(
-        image, device=device, backend=backend, progress=_scaled(progress, 0.0, PREDICTION_SHARE), cancel=cancel, **extra
+        image, device=device, backend=backend, progress=_scaled(progress, 0.0, share), cancel=cancel, **extra
     )
+    if lesion_filter is not None:
+        probability = lesion_probability(image, probability, lesion_filter)
+        if progress is not None:
+            progress(PREDICTION_SHARE)
     if cancel is not None and cancel():
         raise DetectionCancelled("detection cancelled")
     label_map, lesions = extract_lesions(probability, image, threshold)
@@ -111,6 +137,7 @@ def detect(
     provenance = {
         "method": method,
         "threshold": threshold,
+        "lesion_filter": lesion_filter is not None,
         "device": device,
         "backend": backend if isinstance(backend, str) else getattr(backend, "name", str(backend)),
         **model_provenance(method, model_dir),

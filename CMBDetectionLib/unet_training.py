@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,8 @@ import SimpleITK as sitk
 
 from . import __version__
 from .lesions import extract_lesions
-from .metrics import probability_metrics, subject_metrics, summarise
+from .lesion_filter import FILTER_FILE
+from .metrics import choose_threshold, metric_block, probability_metrics, subject_metrics
 from .model_store import (
     DEFAULT_THRESHOLD, WEIGHTS_NAME, load_card, load_weights_npz, model_dir, save_weights_npz, write_card,
 )
@@ -40,10 +40,6 @@ CHECKPOINT = Path("checkpoints") / "last.keras"
 STATE = Path("checkpoints") / "state.json"
 #: candidate operating thresholds, scored on the validation subjects
 THRESHOLD_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
-CARD_METRICS = (
-    "dice", "sensitivity", "precision", "auc_roc", "lesion_sensitivity", "lesion_precision", "lesion_f1",
-    "fp", "abs_count_difference", "matched_dice",
-)
 
 
 @dataclass
@@ -196,22 +192,6 @@ def evaluate_subjects(
     return rows
 
 
-def choose_threshold(rows: dict[float, list[dict[str, Any]]]) -> float:
-    """The threshold with the best mean lesion F1 (the higher threshold, fewer false positives, on ties)."""
-    f1 = {t: summarise(r)["mean"].get("lesion_f1", float("nan")) for t, r in rows.items()}
-    return max(f1, key=lambda t: (-1.0 if math.isnan(f1[t]) else f1[t], t))
-
-
-def _metric_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    summary = summarise(rows)
-    clean = lambda v: None if isinstance(v, float) and math.isnan(v) else round(v, 4)  # noqa: E731  JSON has no NaN
-    return {
-        "n_subjects": len(rows),
-        "mean": {k: clean(summary["mean"][k]) for k in CARD_METRICS if k in summary["mean"]},
-        "median": {k: clean(summary["median"][k]) for k in CARD_METRICS if k in summary["median"]},
-    }
-
-
 def _provenance(folder: str | None) -> dict[str, Any] | None:
     """Name, version and weights checksum of the model a fine-tuning run started from."""
     if not folder:
@@ -232,12 +212,12 @@ def _evaluate(config: TrainConfig, val_pairs: list[TrainingPair], backend) -> di
         threshold = choose_threshold(by_threshold) if chosen else threshold
         metrics = {
             "threshold_selection": "best mean lesion F1 on validation" if chosen else "given",
-            "validation": _metric_block(by_threshold[threshold]),
-            "validation_by_threshold": {str(t): _metric_block(r)["mean"] for t, r in by_threshold.items()},
+            "validation": metric_block(by_threshold[threshold]),
+            "validation_by_threshold": {str(t): metric_block(r)["mean"] for t, r in by_threshold.items()},
         }
     if config.eval_dir:
         held_out = evaluate_subjects(find_pairs(config.eval_dir), backend, (threshold,))
-        metrics["held_out"] = {"source": str(config.eval_dir), **_metric_block(held_out[threshold])}
+        metrics["held_out"] = {"source": str(config.eval_dir), **metric_block(held_out[threshold])}
     return {"threshold": threshold, **metrics}
 
 
@@ -309,6 +289,10 @@ def finish(model: keras.Model, config: TrainConfig, train_pairs: list[TrainingPa
 
     out = Path(config.out_dir)
     save_weights_npz(model, out / WEIGHTS_NAME)
+    if (out / FILTER_FILE).exists():  # fitted to the UNet just replaced: it would misjudge the new one's candidates
+        (out / FILTER_FILE).unlink()
+        log.warning("removed %s (fitted to the previous UNet); refit it: cmb-train DATA -o %s --method lesion-filter",
+                    FILTER_FILE, out)
     if (out / "training_log.csv").exists():
         plot_loss_curve(out / "training_log.csv", out / "loss_curve.png")
     epochs_done = json.loads((out / STATE).read_text())["epochs_done"] if (out / STATE).exists() else 0

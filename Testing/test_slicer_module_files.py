@@ -38,7 +38,7 @@ def test_bound_widgets_name_fields_of_the_parameter_node():
         for prop in widget.findall("property")
         if prop.get("name") == "SlicerParameterName"
     }
-    assert bound == {"inputVolume", "method", "device", "threshold"} and bound <= fields
+    assert bound == {"inputVolume", "method", "device", "threshold", "lesionFilter"} and bound <= fields
 
 
 def test_every_slicer_util_function_called_exists_in_slicer_util():
@@ -110,8 +110,9 @@ def test_detect_button_follows_the_run_state():
 
 def test_default_threshold_is_the_shipped_unets_operating_threshold():
     sys.path.insert(0, str(MODULE))
-    from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD
+    from CMBDetectionLogic.parameters import DetectionSettings
 
-    from CMBDetectionLib.model_store import operating_threshold
+    from CMBDetectionLib.pipeline import default_threshold, lesion_filter_for
 
-    assert DEFAULT_THRESHOLD == operating_threshold()
+    settings = DetectionSettings()
+    assert settings.threshold == default_threshold("unet", None, lesion_filter_for("unet", None, settings.lesion_filter))

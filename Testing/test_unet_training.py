@@ -11,9 +11,10 @@ import pytest
 from synthetic_cmb import write_dataset
 
 from CMBDetectionLib.cli.train import main as train_main
+from CMBDetectionLib.metrics import choose_threshold
 from CMBDetectionLib.model_store import load_card, load_unet, sha256_of
 from CMBDetectionLib.training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
-from CMBDetectionLib.unet_training import THRESHOLD_GRID, TrainConfig, choose_threshold, compiled_unet
+from CMBDetectionLib.unet_training import THRESHOLD_GRID, TrainConfig, compiled_unet
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,9 @@ def test_cmb_train_writes_card_and_resumes(data_dir, eval_dir, tmp_path):
     split = json.loads((out / "split.json").read_text())
     assert len(split["train"]) == 3 and len(split["validation"]) == 1
     assert (out / "loss_curve.png").stat().st_size > 1000
+    (out / "lesion_filter.json").write_text("{}")  # a filter fitted to the UNet about to be replaced
     assert train_main(args + ["--epochs", "2", "--resume", "--seed", "9"]) == 0
+    assert not (out / "lesion_filter.json").exists()
     log_rows = (out / "training_log.csv").read_text().strip().splitlines()
     assert len(log_rows) == 3  # header + epoch 0 + epoch 1 (resumed, appended)
     assert json.loads((out / "split.json").read_text()) == split  # the recorded split is reused

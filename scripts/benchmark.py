@@ -1,6 +1,7 @@
 """Speed and memory of UNet inference: seconds per volume and peak memory, one function per figure.
 
-Run: ``python scripts/benchmark.py [--device cpu|gpu|auto] [--backend tensorflow|...] [--slices 150]``.
+Run: ``python scripts/benchmark.py [--device cpu|gpu|auto] [--backend tensorflow|...] [--slices 150]
+[--two-stage] [--lesion-filter] [--speed]``.
 Random weights are used when no trained model is installed (speed does not depend on the weights).
 """
 
@@ -85,6 +86,34 @@ def two_stage_seconds(device: str = "auto") -> dict[str, float]:
     classify_patches(model, first.patches, device=device)
     return {"brain_mask_s": mask_s, "candidates_and_patches_s": stage_one_s,
             "classifier_s": time.perf_counter() - start, "candidates": len(first.candidates)}
+
+
+def lesion_filter_seconds() -> dict[str, float]:
+    """Seconds of the UNet's 3D false-positive filter on one phantom (256x256x70): candidates, features, scores.
+
+    A phantom, not noise: the cost grows with the number of UNet peaks, i.e. with the anatomy. Needs the shipped
+    UNet and its filter.
+    """
+    from CMBDetectionLib.lesion_candidates import find_candidates
+    from CMBDetectionLib.lesion_features import candidate_features
+    from CMBDetectionLib.lesion_filter import load_lesion_filter
+    from CMBDetectionLib.model_store import model_dir
+    from CMBDetectionLib.phantom import generate_subject
+    from CMBDetectionLib.unet_inference import predict_probability
+
+    image = sitk.Cast(generate_subject(303).image, sitk.sitkFloat32)
+    probability = predict_probability(image, backend="onnxruntime")
+    lesion_filter = load_lesion_filter(model_dir("unet"))
+    start = time.perf_counter()
+    labels, peaks = find_candidates(probability, lesion_filter.peak_floor)
+    candidates_s = time.perf_counter() - start
+    start = time.perf_counter()
+    features = candidate_features(sitk.GetArrayFromImage(image), probability, labels, image.GetSpacing()[::-1])
+    features_s = time.perf_counter() - start
+    start = time.perf_counter()
+    lesion_filter.score(features)
+    return {"candidates": len(peaks), "candidates_s": candidates_s, "features_s": features_s,
+            "scoring_s": time.perf_counter() - start}
 
 
 # --- Inference speed and memory (issue F): pure model per backend vs end-to-end cmb-detect -------------------
@@ -212,7 +241,7 @@ def inference_speed(work: Path, repeats: int = 3) -> dict[str, float]:
             print(f"pure model {name:11s} {device}: {seconds:6.2f} s for {len(slices)} slices ({per_slice_ms:.0f} ms/slice)")
     # The machine's speed drifts (shared CPU): pair each end-to-end run with a pure-model run next to it.
     ort = OnnxRuntimeBackend(model_dir, "cpu")
-    for label, options in (("", ()), ("_no_mars", ("--no-mars",))):
+    for label, options in (("", ()), ("_no_mars", ("--no-mars",)), ("_no_filter", ("--no-mars", "--no-lesion-filter"))):
         pairs = []
         for _ in range(repeats):
             pure = pure_model_seconds(ort, slices, 1, BATCH_SIZE)
@@ -234,6 +263,7 @@ def main() -> None:
     parser.add_argument("--backend", default="tensorflow")
     parser.add_argument("--slices", type=int, default=150)
     parser.add_argument("--two-stage", action="store_true", help="also time the two-stage method on a phantom")
+    parser.add_argument("--lesion-filter", action="store_true", help="also time the UNet's 3D false-positive filter")
     parser.add_argument("--speed", action="store_true",
                         help="pure model (TF, ONNX Runtime) vs end-to-end cmb-detect on phantoms, peak memory (minutes)")
     args = parser.parse_args()
@@ -248,6 +278,9 @@ def main() -> None:
         steps = two_stage_seconds(args.device)
         print("two-stage 256x256x70 phantom: " + ", ".join(f"{k}={v:.1f}" for k, v in steps.items())
               + f", peak memory {peak_memory_mb():.0f} MB")
+    if args.lesion_filter:
+        steps = lesion_filter_seconds()
+        print("lesion filter 256x256x70 phantom: " + ", ".join(f"{k}={v:.2f}" for k, v in steps.items()))
     if args.speed:
         with tempfile.TemporaryDirectory(prefix="cmb-speed-") as work:
             inference_speed(Path(work))

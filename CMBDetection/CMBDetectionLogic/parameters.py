@@ -3,6 +3,8 @@
 >>> settings = DetectionSettings(method="two-stage", device="cpu", threshold=0.4)
 >>> settings.cli_args()
 ['--method', 'two-stage', '--device', 'cpu', '--threshold', '0.4']
+>>> DetectionSettings(threshold=0.9, lesion_filter=False).cli_args()[-1]
+'--no-lesion-filter'
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 METHODS = {"unet": "UNet (end to end)", "two-stage": "Two-stage (k-means candidates + ResNet50)"}
 #: device value -> label shown in the GUI
 DEVICES = {"auto": "Auto (GPU if available)", "gpu": "GPU", "cpu": "CPU"}
-#: the shipped UNet's operating threshold (its card's ``metrics.threshold``, chosen on validation data); a
-#: constant because the engine may not be installed yet when Slicer loads the module (a test keeps them equal)
+#: the shipped UNet's operating threshold with its 3D false-positive filter (``lesion_filter.json``, chosen on
+#: validation data); a constant because the engine may not be installed yet when Slicer loads the module (a test
+#: keeps them equal)
 DEFAULT_THRESHOLD = 0.9
 
 
@@ -46,6 +49,7 @@ class DetectionSettings:
     method: str = "unet"
     device: str = "auto"
     threshold: float = DEFAULT_THRESHOLD
+    lesion_filter: bool = True  # UNet only: the 3D false-positive filter; the threshold then applies to its scores
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -57,8 +61,10 @@ class DetectionSettings:
 
     def detector_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``CMBDetectionLib.pipeline.detect``."""
-        return {"method": self.method, "device": self.device, "threshold": self.threshold}
+        return {"method": self.method, "device": self.device, "threshold": self.threshold,
+                "use_lesion_filter": self.lesion_filter}
 
     def cli_args(self) -> list[str]:
         """Options of the ``cmb-detect`` command line."""
-        return ["--method", self.method, "--device", self.device, "--threshold", f"{self.threshold:g}"]
+        args = ["--method", self.method, "--device", self.device, "--threshold", f"{self.threshold:g}"]
+        return args if self.lesion_filter else [*args, "--no-lesion-filter"]

@@ -80,12 +80,15 @@ def create_result_nodes(volume_node) -> ResultNodes:
 
 
 def set_provenance(nodes: ResultNodes, provenance: dict[str, Any]) -> None:
-    """Method, model name and version, threshold and date as node attributes (kept in .mrb scenes)."""
+    """Method, model name and version, threshold (and whether it applied to the 3D filter's lesion scores), device
+    and date as node attributes (kept in .mrb scenes)."""
     values = {
         "Method": provenance.get("method", ""),
         "ModelName": provenance.get("model_name", provenance.get("model", "")),
         "ModelVersion": provenance.get("model_version", ""),
         "Threshold": provenance.get("threshold", ""),
+        # what ran (in-process result) or, for a background cmb-detect run, what was asked for
+        "LesionFilter": provenance.get("lesion_filter", provenance.get("use_lesion_filter", "")),
         "Device": provenance.get("device", ""),
         "Date": provenance.get("date") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -54,6 +54,21 @@ def progress_bar(total: int, description: str, quiet: bool = False) -> Iterator[
         yield bar.update
 
 
+@contextmanager
+def percent_bar(description: str, quiet: bool = False) -> Iterator[Callable[[float], None]]:
+    """Yield ``progress(fraction)`` (0..1, as the engine reports it) driving a 0-100 % bar; it never moves back."""
+    with progress_bar(100, description, quiet) as advance:
+        done = [0]
+
+        def progress(fraction: float) -> None:
+            step = int(100 * fraction) - done[0]
+            if step > 0:
+                advance(step)
+                done[0] += step
+
+        yield progress
+
+
 def run_cli(
     body: Callable[[argparse.Namespace], int],
     parser: argparse.ArgumentParser,

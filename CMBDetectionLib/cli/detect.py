@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..volume_io import read_volume, volume_stem
-from .common import EXIT_FAILED, EXIT_OK, CLIError, make_parser, progress_bar, run_cli
+from .common import EXIT_FAILED, EXIT_OK, CLIError, make_parser, percent_bar, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ EPILOG = """outputs, for an input with stem S (file name without .nii.gz etc., o
   S_cmb.seg.nrrd      Slicer segmentation, one segment "CMB n" per lesion
   S_lesions.mrk.json  Slicer markups point list, one point "CMB n" per lesion
   S_mars.csv          MARS counts per region (when MARS rating is available)
-  S_prob.nii.gz       probability map (only with --save-probability)
+  S_prob.nii.gz       probability map: lesion scores after the 3D filter (only with --save-probability)
 
 examples:
   cmb-detect sub-01_swi.nii.gz -o results/
@@ -48,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("auto", "tensorflow", "onnxruntime", "keras"), default="auto",
                         help="inference library (default auto: the fastest available; keras: any KERAS_BACKEND)")
     parser.add_argument("--threshold", type=float,
-                        help="probability threshold for a CMB voxel, 0..1 (default: the UNet's operating threshold "
-                             "from its model card, chosen on validation data; 0.5 for two-stage)")
+                        help="threshold, 0..1, on the lesion score of the UNet's 3D false-positive filter (on the "
+                             "voxel probability with --no-lesion-filter or --method two-stage); default: the operating "
+                             "threshold chosen on validation data (model card), 0.5 for two-stage")
+    parser.add_argument("--no-lesion-filter", action="store_true",
+                        help="unet: threshold the UNet's voxel probabilities directly, as in the paper, without the "
+                             "3D false-positive filter")
     parser.add_argument("--series", metavar="UID", help="DICOM series UID when a folder holds several series")
     parser.add_argument("--model-dir", metavar="DIR", help="use the model in DIR instead of the shipped one")
     parser.add_argument("--no-mars", action="store_true", help="skip MARS anatomical rating (faster)")
@@ -78,17 +82,10 @@ def _detect_one(path: str, args: argparse.Namespace, backend) -> str:
 
     image = read_volume(path, args.series)
     stem = volume_stem(path)
-    with progress_bar(100, stem, args.quiet) as advance:
-        done = [0]
-
-        def progress(fraction: float) -> None:
-            step = int(fraction * 100) - done[0]
-            if step > 0:
-                advance(step)
-                done[0] += step
-
+    with percent_bar(stem, args.quiet) as progress:
         result = detect(image, method=args.method, threshold=args.threshold, device=args.device, backend=backend,
-                        model_dir=args.model_dir, mars=not args.no_mars, progress=progress)
+                        model_dir=args.model_dir, mars=not args.no_mars, use_lesion_filter=not args.no_lesion_filter,
+                        progress=progress)
     paths = write_outputs(result, args.output, stem)
     if args.save_probability:
         write_image(array_to_image(result.probability, image), Path(args.output) / f"{stem}_prob.nii.gz")

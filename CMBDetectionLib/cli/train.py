@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from ..training_data import LAYOUT_HELP
-from .common import EXIT_OK, CLIError, make_parser, run_cli
+from .common import EXIT_OK, CLIError, make_parser, percent_bar, run_cli
 
 EPILOG = LAYOUT_HELP + """
 
@@ -25,6 +26,8 @@ loss_curve.png, checkpoints/ (every epoch) and cache/ (preprocessed slices; dele
 examples:
   cmb-train phantoms/ -o models/unet --crop 128 --steps-per-epoch 200 --epochs 15 --eval-dir heldout/
   cmb-train phantoms/ -o models/unet --epochs 20 --resume      # continue after epoch N up to 20
+  cmb-train fresh_phantoms/ -o models/unet --method lesion-filter --eval-dir heldout/
+      # 3D false-positive filter for the UNet in models/unet: fitted on 80% of the subjects, threshold on 20%
   cmb-train phantoms/ -o runs/resnet50 --method two-stage --epochs 11 --batch-size 16 --patch-size 64
       # two-stage (Afzal et al.): trains the ResNet50; add --eval-dir heldout/; a rerun resumes after the last epoch"""
 
@@ -51,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop after the epoch in which MINUTES of wall time pass (then --resume continues)")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes preparing augmented batches (default 1; 4-8 keep a GPU busy)")
-    parser.add_argument("--method", choices=("unet", "two-stage"), default="unet",
-                        help="unet (default) or two-stage: ResNet50 on k-means candidate patches (Afzal et al. 2022)")
+    parser.add_argument("--method", choices=("unet", "lesion-filter", "two-stage"), default="unet",
+                        help="unet (default); lesion-filter: the UNet's 3D false-positive filter, for the UNet already "
+                             "in OUTDIR, on subjects it did not train on; two-stage: ResNet50 on k-means candidate "
+                             "patches (Afzal et al. 2022)")
     parser.add_argument("--patch-size", type=int, default=64, help="two-stage: ResNet50 input size in pixels (default 64; paper 224)")
     parser.add_argument("--imagenet-weights", metavar="H5",
                         help="two-stage: Keras ResNet50 'notop' ImageNet weights file (default: Keras cache if present, else from scratch)")
@@ -92,17 +97,10 @@ def _config(args: argparse.Namespace):
 def _train_two_stage(args: argparse.Namespace) -> int:
     """``--method two-stage``: train the ResNet50 classifier (and evaluate on ``--eval-dir`` when given)."""
     from ..two_stage_training import evaluate_two_stage, record_heldout, train_two_stage
-    from .common import progress_bar
 
     if args.patch_size < 32:
         raise CLIError(f"--patch-size {args.patch_size} is too small for ResNet50; use 32 or more")
-    with progress_bar(100, "two-stage training", args.quiet) as advance:
-        done = [0]
-
-        def progress(fraction: float) -> None:
-            advance(max(0, int(100 * fraction) - done[0]))
-            done[0] = max(done[0], int(100 * fraction))
-
+    with percent_bar("two-stage training", args.quiet) as progress:
         card = train_two_stage(args.data_dir, args.output, patch_size=args.patch_size, epochs=args.epochs,
                                batch_size=args.batch_size, lr=args.lr, imagenet_weights=args.imagenet_weights,
                                seed=args.seed, progress=progress, steps_per_epoch=args.steps_per_epoch,
@@ -115,9 +113,31 @@ def _train_two_stage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _train_lesion_filter(args: argparse.Namespace) -> int:
+    """``--method lesion-filter``: fit the UNet's false-positive filter and record it in OUTDIR's card."""
+    from ..lesion_filter_training import train_lesion_filter
+    from ..model_store import CARD_NAME
+
+    if not (Path(args.output) / CARD_NAME).is_file():
+        raise CLIError(f"{args.output}: no trained UNet here ({CARD_NAME} missing); train one first "
+                       f"(cmb-train DATA -o {args.output}) or point -o at a UNet model folder such as models/unet.")
+    if not 0 < args.val_fraction < 1:
+        raise CLIError("--val-fraction must lie strictly between 0 and 1")
+    with percent_bar("lesion filter", args.quiet) as progress:
+        card = train_lesion_filter(args.data_dir, args.output, val_fraction=args.val_fraction, seed=args.seed,
+                                   eval_dir=args.eval_dir, progress=progress)
+    record = card["lesion_filter"]
+    summary = record.get("held_out", record["validation"])["mean"]
+    print(f"cmb-train: lesion filter written to {args.output} (threshold {record['threshold']}); "
+          + ", ".join(f"{k}={summary[k]}" for k in ("lesion_sensitivity", "fp", "dice") if k in summary))
+    return EXIT_OK
+
+
 def body(args: argparse.Namespace) -> int:
     if args.method == "two-stage":
         return _train_two_stage(args)
+    if args.method == "lesion-filter":
+        return _train_lesion_filter(args)
     config = _config(args)
     from ..unet_training import train
 

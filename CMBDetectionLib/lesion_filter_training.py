@@ -1,0 +1,131 @@
+"""Train the UNet's 3D false-positive filter (:mod:`lesion_filter`) and record it in the UNet's model card.
+
+The filter must learn from the UNet's behaviour on subjects it never trained on (on its own training data
+the UNet is overconfident), so give it fresh labelled volumes. They are split by subject (80:20, seeded):
+the logistic regression is fitted on the candidates of the first part; the operating threshold is the best
+mean lesion F1 over :data:`FILTER_THRESHOLDS` on the second, scored with the VALDO metrics on whole volumes.
+An optional separate held-out folder is scored at that threshold. ``lesion_filter.json`` goes into the
+model folder, and its checksum, data, split and metrics into the card.
+
+>>> card = train_lesion_filter("fresh_phantoms/", "models/unet", eval_dir="heldout/")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import SimpleITK as sitk
+
+from .backends import make_backend
+from .lesion_features import FEATURE_NAMES
+from .lesion_filter import FILTER_FILE, LesionFilter, candidate_table, fit_lesion_filter
+from .metrics import choose_threshold, metric_block, subject_metrics
+from .model_store import load_card, model_dir, write_card
+from .training_data import TrainingPair, find_pairs, split_subjects
+from .unet_inference import predict_probability
+from .volume_io import read_image_file, read_volume
+
+#: operating thresholds on the lesion score scored on the validation subjects
+FILTER_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _subject(pair: TrainingPair, backend) -> tuple[sitk.Image, np.ndarray, np.ndarray, np.ndarray]:
+    """(image, ground-truth mask, candidate labels, candidate features) of one labelled volume."""
+    image = read_volume(pair.image)
+    truth = sitk.GetArrayFromImage(read_image_file(pair.mask)) > 0
+    if truth.shape != tuple(image.GetSize()[::-1]):
+        raise ValueError(f"{pair.mask}: mask size {truth.shape[::-1]} differs from its volume's {image.GetSize()}")
+    labels, features = candidate_table(image, predict_probability(image, backend=backend))
+    return image, truth, labels, features
+
+
+def candidate_targets(labels: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """1 for each candidate (labels 1..n) overlapping a ground-truth CMB, else 0.
+
+    >>> labels = np.array([[0, 1, 1, 0, 2]]); truth = np.array([[0, 0, 1, 0, 0]], bool)
+    >>> candidate_targets(labels, truth).tolist()
+    [1, 0]
+    """
+    targets = np.zeros(int(labels.max()), np.int64)
+    hit = np.unique(labels[truth])
+    targets[hit[hit > 0] - 1] = 1
+    return targets
+
+
+def score_subjects(
+    pairs: Iterable[TrainingPair], lesion_filter: LesionFilter, backend, thresholds: Iterable[float],
+    progress: Callable[[], None] = lambda: None,
+) -> dict[float, list[dict[str, Any]]]:
+    """Voxel + lesion metrics of UNet + filter on whole volumes, one row per subject for each threshold."""
+    thresholds = tuple(thresholds)
+    rows: dict[float, list[dict[str, Any]]] = {t: [] for t in thresholds}
+    for pair in pairs:
+        image, truth, labels, features = _subject(pair, backend)
+        lesion_map = np.concatenate([[0.0], lesion_filter.score(features)]).astype(np.float32)[labels]
+        for threshold in thresholds:
+            rows[threshold].append({"subject": pair.name, **subject_metrics(truth, lesion_map >= threshold, image.GetSpacing()[::-1])})
+        progress()
+    return rows
+
+
+def train_lesion_filter(
+    data_dir: str | os.PathLike,
+    unet_dir: str | os.PathLike | None = None,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    eval_dir: str | os.PathLike | None = None,
+    backend: str = "auto",
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """Fit, choose the threshold, save ``lesion_filter.json`` into the UNet folder and return the updated card."""
+    folder = model_dir("unet", unet_dir)
+    card = load_card(folder)  # fails early, and clearly, without a UNet
+    pairs = find_pairs(data_dir)
+    train, validation = split_subjects(pairs, val_fraction, seed)
+    if len(train) < 2 or not validation:
+        raise ValueError(f"{data_dir}: {len(pairs)} subjects; the filter needs at least 3 (2 to fit, 1 to validate).")
+    held_out = find_pairs(eval_dir) if eval_dir else []
+    runner = make_backend(backend, folder)
+    total, done = len(train) + len(validation) + len(held_out), [0]
+
+    def advance() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0] / total)
+
+    features, targets = [], []
+    for pair in train:
+        _, truth, labels, table = _subject(pair, runner)
+        features.append(table)
+        targets.append(candidate_targets(labels, truth))
+        advance()
+    fitted = fit_lesion_filter(np.concatenate(features), np.concatenate(targets))
+    by_threshold = score_subjects(validation, fitted, runner, FILTER_THRESHOLDS, advance)
+    threshold = choose_threshold(by_threshold)
+    lesion_filter = dataclasses.replace(fitted, threshold=threshold)
+    lesion_filter.save(folder)
+    record = {
+        "file": FILTER_FILE,
+        "method": "3D false-positive reduction: logistic regression on lesion_features of UNet candidates",
+        "features": list(FEATURE_NAMES),
+        "training_data": {"source": str(data_dir), "n_fit_subjects": len(train), "n_validation_subjects": len(validation),
+                          "n_candidates": int(sum(len(t) for t in targets)), "n_true_candidates": int(sum(t.sum() for t in targets)),
+                          "split": f"seeded by subject (seed {seed}, validation fraction {val_fraction})",
+                          "validation_subjects": [p.name for p in validation]},
+        "threshold": threshold,
+        "threshold_selection": "best mean lesion F1 on validation",
+        "validation": metric_block(by_threshold[threshold]),
+        "validation_by_threshold": {str(t): metric_block(r)["mean"] for t, r in by_threshold.items()},
+    }
+    if held_out:
+        rows = score_subjects(held_out, lesion_filter, runner, (threshold,), advance)[threshold]
+        record["held_out"] = {"source": str(eval_dir), **metric_block(rows)}
+    card = {k: v for k, v in card.items() if k != "files"} | {"lesion_filter": record}
+    files = [name for name in load_card(folder).get("files", {}) if name != FILTER_FILE] + [FILTER_FILE]
+    write_card(Path(folder), card, files)
+    return load_card(folder)
