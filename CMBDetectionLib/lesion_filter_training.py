@@ -2,8 +2,9 @@
 
 The filter must learn from the UNet's behaviour on subjects it never trained on (on its own training data
 the UNet is overconfident), so give it fresh labelled volumes. They are split by subject (80:20, seeded):
-the logistic regression is fitted on the candidates of the first part; the operating threshold is the best
-mean lesion F1 over :data:`FILTER_THRESHOLDS` on the second, scored with the VALDO metrics on whole volumes.
+the logistic regression is fitted on the candidates of the first part; the operating threshold is chosen from
+:data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE` (the most sensitive within 1 false
+positive per subject), scored with the VALDO metrics on whole volumes.
 An optional separate held-out folder is scored at that threshold. ``lesion_filter.json`` goes into the
 model folder, and its checksum, data, split and metrics into the card.
 
@@ -23,7 +24,7 @@ import SimpleITK as sitk
 from .backends import make_backend
 from .lesion_features import FEATURE_NAMES
 from .lesion_filter import FILTER_FILE, LesionFilter, candidate_table, fit_lesion_filter
-from .metrics import choose_threshold, metric_block, subject_metrics
+from .metrics import THRESHOLD_RULE, choose_threshold, metric_block, subject_metrics
 from .model_store import load_card, model_dir, write_card
 from .training_data import TrainingPair, find_pairs, split_subjects
 from .unet_inference import predict_probability
@@ -72,6 +73,49 @@ def score_subjects(
     return rows
 
 
+def fit_on_subjects(pairs: list[TrainingPair], backend, progress: Callable[[], None] = lambda: None
+                    ) -> tuple[LesionFilter, dict[str, int]]:
+    """The filter fitted on every candidate of ``pairs`` (threshold still the default) and candidate counts."""
+    features, targets = [], []
+    for pair in pairs:
+        _, truth, labels, table = _subject(pair, backend)
+        features.append(table)
+        targets.append(candidate_targets(labels, truth))
+        progress()
+    all_targets = np.concatenate(targets)
+    counts = {"n_candidates": int(len(all_targets)), "n_true_candidates": int(all_targets.sum())}
+    return fit_lesion_filter(np.concatenate(features), all_targets), counts
+
+
+def validate_and_save(
+    folder: Path, fitted: LesionFilter, validation: list[TrainingPair], held_out: list[TrainingPair], backend,
+    progress: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Choose the operating threshold on ``validation``, save the filter with it into ``folder``, score
+    ``held_out`` at it; returns the card's metric entries."""
+    by_threshold = score_subjects(validation, fitted, backend, FILTER_THRESHOLDS, progress)
+    threshold = choose_threshold(by_threshold)
+    lesion_filter = dataclasses.replace(fitted, threshold=threshold)
+    lesion_filter.save(folder)
+    metrics = {
+        "threshold": threshold,
+        "threshold_selection": THRESHOLD_RULE,
+        "validation": metric_block(by_threshold[threshold]),
+        "validation_by_threshold": {str(t): metric_block(r)["mean"] for t, r in by_threshold.items()},
+    }
+    if held_out:
+        metrics["held_out"] = metric_block(score_subjects(held_out, lesion_filter, backend, (threshold,), progress)[threshold])
+    return metrics
+
+
+def record_in_card(folder: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Write the filter's ``record`` and its file's checksum into the UNet's card; returns the new card."""
+    card = load_card(folder)
+    files = [name for name in card.get("files", {}) if name != FILTER_FILE] + [FILTER_FILE]
+    write_card(folder, {k: v for k, v in card.items() if k != "files"} | {"lesion_filter": record}, files)
+    return load_card(folder)
+
+
 def train_lesion_filter(
     data_dir: str | os.PathLike,
     unet_dir: str | os.PathLike | None = None,
@@ -84,7 +128,7 @@ def train_lesion_filter(
 ) -> dict[str, Any]:
     """Fit, choose the threshold, save ``lesion_filter.json`` into the UNet folder and return the updated card."""
     folder = model_dir("unet", unet_dir)
-    card = load_card(folder)  # fails early, and clearly, without a UNet
+    load_card(folder)  # fails early, and clearly, without a UNet
     pairs = find_pairs(data_dir)
     train, validation = split_subjects(pairs, val_fraction, seed)
     if len(train) < 2 or not validation:
@@ -98,34 +142,16 @@ def train_lesion_filter(
         if progress is not None:
             progress(done[0] / total)
 
-    features, targets = [], []
-    for pair in train:
-        _, truth, labels, table = _subject(pair, runner)
-        features.append(table)
-        targets.append(candidate_targets(labels, truth))
-        advance()
-    fitted = fit_lesion_filter(np.concatenate(features), np.concatenate(targets))
-    by_threshold = score_subjects(validation, fitted, runner, FILTER_THRESHOLDS, advance)
-    threshold = choose_threshold(by_threshold)
-    lesion_filter = dataclasses.replace(fitted, threshold=threshold)
-    lesion_filter.save(folder)
-    record = {
+    fitted, counts = fit_on_subjects(train, runner, advance)
+    metrics = validate_and_save(folder, fitted, validation, held_out, runner, advance)
+    if held_out:
+        metrics["held_out"] = {"source": str(eval_dir), **metrics["held_out"]}
+    return record_in_card(folder, {
         "file": FILTER_FILE,
         "method": "3D false-positive reduction: logistic regression on lesion_features of UNet candidates",
         "features": list(FEATURE_NAMES),
         "training_data": {"source": str(data_dir), "n_fit_subjects": len(train), "n_validation_subjects": len(validation),
-                          "n_candidates": int(sum(len(t) for t in targets)), "n_true_candidates": int(sum(t.sum() for t in targets)),
-                          "split": f"seeded by subject (seed {seed}, validation fraction {val_fraction})",
+                          **counts, "split": f"seeded by subject (seed {seed}, validation fraction {val_fraction})",
                           "validation_subjects": [p.name for p in validation]},
-        "threshold": threshold,
-        "threshold_selection": "best mean lesion F1 on validation",
-        "validation": metric_block(by_threshold[threshold]),
-        "validation_by_threshold": {str(t): metric_block(r)["mean"] for t, r in by_threshold.items()},
-    }
-    if held_out:
-        rows = score_subjects(held_out, lesion_filter, runner, (threshold,), advance)[threshold]
-        record["held_out"] = {"source": str(eval_dir), **metric_block(rows)}
-    card = {k: v for k, v in card.items() if k != "files"} | {"lesion_filter": record}
-    files = [name for name in load_card(folder).get("files", {}) if name != FILTER_FILE] + [FILTER_FILE]
-    write_card(Path(folder), card, files)
-    return load_card(folder)
+        **metrics,
+    })

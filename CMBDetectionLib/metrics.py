@@ -153,7 +153,25 @@ def metric_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def choose_threshold(rows: dict[float, list[dict[str, Any]]]) -> float:
-    """The threshold whose subject rows have the best mean lesion F1 (the higher threshold on ties)."""
-    f1 = {t: summarise(r)["mean"].get("lesion_f1", float("nan")) for t, r in rows.items()}
-    return max(f1, key=lambda t: (-1.0 if math.isnan(f1[t]) else f1[t], t))
+#: the field's operating point (a reader reviews every detection): false positives per subject allowed on validation
+MAX_FP_PER_SUBJECT = 1.0
+THRESHOLD_RULE = (f"the most sensitive threshold with at most {MAX_FP_PER_SUBJECT:g} false positive per subject "
+                  "(mean lesion sensitivity and false positives on validation); the best mean lesion F1 when none is")
+
+
+def choose_threshold(rows: dict[float, list[dict[str, Any]]], max_fp: float = MAX_FP_PER_SUBJECT) -> float:
+    """The operating threshold by :data:`THRESHOLD_RULE` from per-subject rows of each candidate threshold
+    (the higher threshold on ties).
+
+    >>> rows = {0.3: [{"lesion_sensitivity": 0.9, "fp": 3, "lesion_f1": 0.5}],
+    ...         0.5: [{"lesion_sensitivity": 0.8, "fp": 1, "lesion_f1": 0.7}],
+    ...         0.7: [{"lesion_sensitivity": 0.6, "fp": 0, "lesion_f1": 0.75}]}
+    >>> choose_threshold(rows), choose_threshold(rows, max_fp=0.5)
+    (0.5, 0.7)
+    """
+    means = {t: summarise(r)["mean"] for t, r in rows.items()}
+    score = lambda t, key: -1.0 if math.isnan(means[t].get(key, math.nan)) else means[t][key]  # noqa: E731
+    within = [t for t in means if means[t].get("fp", math.inf) <= max_fp]
+    if within:
+        return max(within, key=lambda t: (score(t, "lesion_sensitivity"), t))
+    return max(means, key=lambda t: (score(t, "lesion_f1"), t))

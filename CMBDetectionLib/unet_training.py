@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from . import __version__
 from .lesions import extract_lesions
 from .lesion_filter import FILTER_FILE
-from .metrics import choose_threshold, metric_block, probability_metrics, subject_metrics
+from .metrics import THRESHOLD_RULE, choose_threshold, metric_block, probability_metrics, subject_metrics
 from .model_store import (
     DEFAULT_THRESHOLD, WEIGHTS_NAME, load_card, load_weights_npz, model_dir, save_weights_npz, write_card,
 )
@@ -202,7 +202,7 @@ def _provenance(folder: str | None) -> dict[str, Any] | None:
 
 
 def _evaluate(config: TrainConfig, val_pairs: list[TrainingPair], backend) -> dict[str, Any]:
-    """Card metrics: the operating threshold (given, or the best validation lesion F1 of THRESHOLD_GRID),
+    """Card metrics: the operating threshold (given, or chosen on validation from THRESHOLD_GRID by THRESHOLD_RULE),
     validation metrics at it and per candidate, then the separate held-out set at that threshold."""
     chosen = config.threshold is None
     threshold = DEFAULT_THRESHOLD if chosen else config.threshold
@@ -211,7 +211,7 @@ def _evaluate(config: TrainConfig, val_pairs: list[TrainingPair], backend) -> di
         by_threshold = evaluate_subjects(val_pairs, backend, THRESHOLD_GRID if chosen else (threshold,))
         threshold = choose_threshold(by_threshold) if chosen else threshold
         metrics = {
-            "threshold_selection": "best mean lesion F1 on validation" if chosen else "given",
+            "threshold_selection": THRESHOLD_RULE if chosen else "given",
             "validation": metric_block(by_threshold[threshold]),
             "validation_by_threshold": {str(t): metric_block(r)["mean"] for t, r in by_threshold.items()},
         }

@@ -97,10 +97,8 @@ def test_backend_errors_are_clear(tmp_path, random_unet_dir):
         TensorFlowBackend(random_unet_dir, "cpu")
 
 
-# Issue [B]'s bar for the shipped weights. The v0.2 weights in models/unet miss it (see the model card's held-out
-# metrics); strict xfail keeps the bar in force: a model that meets it turns this into a failure, to drop the mark.
-@pytest.mark.xfail(strict=True, reason="shipped UNet v0.2 finds 11 of 15 CMBs here (0.73) with 0 false positives; "
-                                       "the bar is 0.8 (model card, issue B)")
+# Issue [B]'s bar for the shipped model. v0.3 (UNet + 3D false-positive filter) finds all 15 CMBs here with no false
+# positive; the UNet alone (--no-lesion-filter) finds 11 (0.73), below the bar.
 def test_shipped_weights_find_cmbs_in_an_unseen_phantom():
     from CMBDetectionLib.metrics import lesion_metrics
     from CMBDetectionLib.phantom import generate_subject

@@ -125,12 +125,17 @@ def test_init_from_starts_at_the_given_weights_and_records_them(data_dir, tmp_pa
     assert load_card(tuned)["initialised_from"]["weights_sha256"] == sha256_of(base / "weights.npz")
 
 
-def test_operating_threshold_is_the_best_validation_lesion_f1():
-    rows = {0.5: [{"lesion_f1": 0.2}, {"lesion_f1": 0.4}], 0.8: [{"lesion_f1": 0.6}, {"lesion_f1": 0.4}],
-            0.9: [{"lesion_f1": 0.5}, {"lesion_f1": 0.5}], 0.95: [{"lesion_f1": float("nan")}]}
-    assert choose_threshold(rows) == 0.9  # ties (0.8 and 0.9: mean 0.5) go to the higher threshold
-    rows[0.5] = [{"lesion_f1": 0.9}, {"lesion_f1": 0.9}]
-    assert choose_threshold(rows) == 0.5
+def test_operating_threshold_is_the_most_sensitive_within_one_false_positive_per_subject():
+    def row(sensitivity: float, fp: float, f1: float) -> dict[str, float]:
+        return {"lesion_sensitivity": sensitivity, "fp": fp, "lesion_f1": f1}
+
+    rows = {0.3: [row(0.9, 4, 0.3), row(0.9, 2, 0.3)], 0.5: [row(0.8, 1, 0.6), row(0.8, 1.5, 0.6)],
+            0.7: [row(0.8, 0, 0.7), row(0.8, 1, 0.7)], 0.9: [row(0.5, 0, 0.6), row(0.5, 0, 0.6)]}
+    assert choose_threshold(rows) == 0.7  # 0.3 and 0.5 exceed 1 FP/subject; 0.7 beats 0.9 on sensitivity
+    rows[0.9] = [row(0.8, 0, 0.8), row(0.8, 0, 0.8)]
+    assert choose_threshold(rows) == 0.9  # ties go to the higher threshold
+    over_budget = {t: [row(0.5, 3, f1), row(0.5, 3, f1)] for t, f1 in ((0.5, 0.4), (0.8, 0.6), (0.9, 0.6))}
+    assert choose_threshold(over_budget) == 0.9  # none within budget: the best lesion F1, ties to the higher
 
 
 @pytest.mark.parametrize("extra, message", [
