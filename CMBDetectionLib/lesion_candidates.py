@@ -31,11 +31,18 @@ def find_candidates(probability: np.ndarray, floor: float = PEAK_FLOOR) -> tuple
     Candidate ``i`` is the set of voxels of peak ``i``'s watershed basin with probability at least
     ``min(FULL_MEMBERSHIP, peak / 2)``; label ``i`` belongs to ``peaks[i - 1]``.
     """
-    above = probability >= floor
+    labels = np.zeros(probability.shape, np.int32)
+    # Work inside the box holding every voxel above the floor (the brain, not the whole field of view).
+    box = ndimage.find_objects((probability >= floor).astype(np.uint8))
+    if not box:
+        return labels, np.zeros((0, probability.ndim), int)
+    local = probability[box[0]]
+    above = local >= floor
     # Regional maxima, so a flat top is one peak, not many.
-    markers, n = ndimage.label(local_maxima(probability) & above, structure=np.ones((3,) * probability.ndim))
-    peaks = np.array(ndimage.maximum_position(probability, markers, np.arange(1, n + 1)), dtype=int).reshape(n, -1)
-    basins = watershed(-probability, markers, mask=above)
-    peak_values = np.concatenate([[np.inf], probability[tuple(peaks.T)]]).astype(np.float32)
-    keep = probability >= np.minimum(FULL_MEMBERSHIP, peak_values[basins] / 2)
-    return np.where(keep, basins, 0).astype(np.int32), peaks
+    markers, n = ndimage.label(local_maxima(local) & above, structure=np.ones((3,) * local.ndim))
+    peaks = np.array(ndimage.maximum_position(local, markers, np.arange(1, n + 1)), dtype=int).reshape(n, -1)
+    basins = watershed(-local, markers, mask=above)
+    peak_values = np.concatenate([[np.inf], local[tuple(peaks.T)]]).astype(np.float32)
+    keep = local >= np.minimum(FULL_MEMBERSHIP, peak_values[basins] / 2)
+    labels[box[0]] = np.where(keep, basins, 0)
+    return labels, peaks + [s.start for s in box[0]]

@@ -4,18 +4,20 @@ The UNet sees one axial slice at a time, where a vein cut across is a dark dot l
 differ: a microbleed is a compact dark sphere, a vein a dark tube running on for many millimetres. Around
 the darkest voxel of each candidate (within :data:`CROP_MM`) we measure:
 
-- the UNet's view: peak and mean probability (as logits), region volume and height;
+- the UNet's view: peak and mean probability (as logits), region volume and extent along the slice axis
+  (array axis 0; the shipped filter was fitted on axial acquisitions);
 - contrast: signal lost at the darkest voxel against the local median;
-- the dark structure it belongs to (voxels darker than halfway between that voxel and the local median,
-  26-connected to it): how far it reaches, how elongated and how flat it is, its volume, whether it runs
-  out of the crop (a vein does, a microbleed does not);
-- the Hessian of the image (relative to the local median) at 1 and 2 mm scales (scale-normalised eigenvalues): a blob curves
-  up along all three axes, a tube along two.
+- the dark structures it belongs to at two levels (:data:`DARK_LEVELS`; voxels darker than that fraction of
+  the way from the darkest voxel to the local median, 26-connected to it): how far each reaches, how
+  elongated and how flat it is, its volume, whether it runs out of the crop (a vein does, a microbleed not);
+- the Hessian of the image (relative to the local median) at 1 and 2 mm scales (scale-normalised
+  eigenvalues): a blob curves up along all three axes, a tube along two.
 
 >>> image = np.full((20, 40, 40), 100, np.float32); image[9:12, 18:21, 18:21] = 10    # one dark blob
 >>> p = np.zeros_like(image); p[10, 19, 19] = 0.8; labels = (p > 0).astype(np.int32)
 >>> table = candidate_features(image, p, labels, (2.0, 0.9, 0.9))
->>> table.shape == (1, len(FEATURE_NAMES)), round(float(table[0, FEATURE_NAMES.index("contrast")]), 2)  # 10 against 100: 90% lost
+>>> contrast = table[0, FEATURE_NAMES.index("contrast")]      # 10 against 100: 90% of the signal lost
+>>> table.shape == (1, len(FEATURE_NAMES)), round(float(contrast), 2)
 (True, 0.9)
 """
 
@@ -26,7 +28,6 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-
 CROP_MM = 10.0  # the largest CMB (10 mm) fits; a vein leaves it
 HESSIAN_SCALES_MM = (1.0, 2.0)
 #: dark structures around the candidate: voxels darker than this fraction of the way from its darkest voxel to
@@ -35,7 +36,8 @@ HESSIAN_SCALES_MM = (1.0, 2.0)
 DARK_LEVELS = {"dark": 0.5, "core": 0.25}
 FEATURE_NAMES: tuple[str, ...] = (
     "peak_logit", "mean_logit", "log_volume_mm3", "height_mm", "contrast",
-    *(f"{level}_{k}" for level in DARK_LEVELS for k in ("reach_mm", "elongation", "flatness", "log_volume_mm3", "leaves_crop")),
+    *(f"{level}_{k}" for level in DARK_LEVELS
+      for k in ("reach_mm", "elongation", "flatness", "log_volume_mm3", "leaves_crop")),
     *(f"hessian_{s:g}mm_{k}" for s in HESSIAN_SCALES_MM for k in ("low", "mid", "high")),
 )  # fmt: skip
 _EPS = 1e-4

@@ -68,7 +68,8 @@ def score_subjects(
         image, truth, labels, features = _subject(pair, backend)
         lesion_map = np.concatenate([[0.0], lesion_filter.score(features)]).astype(np.float32)[labels]
         for threshold in thresholds:
-            rows[threshold].append({"subject": pair.name, **subject_metrics(truth, lesion_map >= threshold, image.GetSpacing()[::-1])})
+            metrics = subject_metrics(truth, lesion_map >= threshold, image.GetSpacing()[::-1])
+            rows[threshold].append({"subject": pair.name, **metrics})
         progress()
     return rows
 
@@ -104,7 +105,8 @@ def validate_and_save(
         "validation_by_threshold": {str(t): metric_block(r)["mean"] for t, r in by_threshold.items()},
     }
     if held_out:
-        metrics["held_out"] = metric_block(score_subjects(held_out, lesion_filter, backend, (threshold,), progress)[threshold])
+        rows = score_subjects(held_out, lesion_filter, backend, (threshold,), progress)[threshold]
+        metrics["held_out"] = metric_block(rows)
     return metrics
 
 

@@ -75,3 +75,18 @@ def test_cmb_eval_bad_folders(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
     assert eval_main(["--gt", str(tmp_path), "--pred", str(tmp_path)]) == 1
     assert "no subject" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, expected", [([], True), (["--no-lesion-filter"], False)])
+def test_cmb_detect_passes_the_lesion_filter_choice_to_the_engine(data, tmp_path, monkeypatch, flags, expected):
+    import CMBDetectionLib.pipeline as pipeline
+
+    seen = {}
+
+    def spy(image, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop after the call")
+
+    monkeypatch.setattr(pipeline, "detect", spy)
+    code = detect_main([str(data / "syn00_swi.nii.gz"), "-o", str(tmp_path), "--backend", "onnxruntime", "-q", *flags])
+    assert code == 1 and seen["use_lesion_filter"] is expected and seen["threshold"] is None

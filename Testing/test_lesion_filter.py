@@ -44,6 +44,11 @@ def test_candidates_keep_faint_peaks_apart_from_confident_ones():
     assert [tuple(peaks[big - 1]), tuple(peaks[faint - 1])] == [(3, 7, 7), (3, 30, 30)]
 
 
+def test_no_candidates_below_the_floor():
+    labels, peaks = find_candidates(np.full((4, 16, 16), 0.001, np.float32))
+    assert labels.shape == (4, 16, 16) and not labels.any() and peaks.shape == (0, 3)
+
+
 def test_candidates_split_a_microbleed_from_the_vein_response_beside_it():
     p = np.zeros((5, 30, 30), np.float32)
     p[2, 10, 5:25] = 0.2  # a vein's trail
