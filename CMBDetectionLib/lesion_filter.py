@@ -7,11 +7,12 @@ every UNet peak, :mod:`lesion_features` measures each in 3D, and this module sco
 *lesion probability map*: each candidate's voxels carry its score, the rest 0, so thresholding and lesion
 extraction downstream are unchanged, and a lesion's probability is the classifier's confidence in it.
 
-The classifier is a standardised logistic regression: a dozen transparent coefficients, stored as JSON
+The classifier is a standardised logistic regression: one readable coefficient per feature, stored as JSON
 (``lesion_filter.json`` next to the UNet weights) and evaluated with numpy, no pickles.
 
->>> lf = LesionFilter(FEATURE_NAMES, np.zeros(16), np.ones(16), np.r_[1.0, np.zeros(15)], 0.0, 0.5)
->>> [round(float(s), 2) for s in lf.score(np.r_[[np.r_[2.0, np.zeros(15)], np.zeros(16)]])]
+>>> n = len(FEATURE_NAMES); weights = np.r_[1.0, np.zeros(n - 1)]      # only the first feature counts
+>>> lf = LesionFilter(FEATURE_NAMES, np.zeros(n), np.ones(n), weights, 0.0, 0.5)
+>>> [round(float(s), 2) for s in lf.score(np.stack([2 * weights, np.zeros(n)]))]
 [0.88, 0.5]
 """
 
@@ -98,9 +99,10 @@ def load_lesion_filter(folder: str | os.PathLike) -> LesionFilter:
 
 def fit_lesion_filter(features: np.ndarray, targets: np.ndarray, threshold: float = 0.5,
                       regularisation: float = 1.0) -> LesionFilter:
-    """Fit the logistic regression (class-balanced would overcall: CMBs are rare, so plain) on candidate rows.
+    """Fit the logistic regression on candidate rows (``targets`` 1 for true CMBs). Unweighted: the scores then
+    estimate how often such a candidate is a CMB, though true candidates are rare (under 1 in 100).
 
-    >>> rng = np.random.default_rng(0); x = rng.normal(size=(200, 16)); y = (x[:, 0] > 0).astype(int)
+    >>> rng = np.random.default_rng(0); x = rng.normal(size=(200, len(FEATURE_NAMES))); y = (x[:, 0] > 0).astype(int)
     >>> lf = fit_lesion_filter(x, y); float(np.mean((lf.score(x) >= 0.5) == y)) > 0.95
     True
     """
