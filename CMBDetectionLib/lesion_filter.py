@@ -52,6 +52,10 @@ class LesionFilter:
         z = (np.asarray(features, float) - self.mean) / self.scale @ self.coef + self.intercept
         return np.where(np.isfinite(z), 1.0 / (1.0 + np.exp(-np.nan_to_num(z))), 0.0)
 
+    def score_map(self, labels: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """``float32`` map giving each voxel of candidate ``i`` (``labels``) the score of feature row ``i - 1``."""
+        return np.concatenate([[0.0], self.score(features)]).astype(np.float32)[labels]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": "standardised logistic regression on lesion_features.FEATURE_NAMES",
@@ -128,6 +132,4 @@ def candidate_table(image: sitk.Image, probability: np.ndarray, floor: float = P
 
 def lesion_probability(image: sitk.Image, probability: np.ndarray, lesion_filter: LesionFilter) -> np.ndarray:
     """The UNet ``probability`` map turned into a lesion probability map (``float32``, same grid)."""
-    labels, features = candidate_table(image, probability, lesion_filter.peak_floor)
-    lookup = np.concatenate([[0.0], lesion_filter.score(features)]).astype(np.float32)
-    return lookup[labels]
+    return lesion_filter.score_map(*candidate_table(image, probability, lesion_filter.peak_floor))

@@ -66,7 +66,7 @@ def score_subjects(
     rows: dict[float, list[dict[str, Any]]] = {t: [] for t in thresholds}
     for pair in pairs:
         image, truth, labels, features = _subject(pair, backend)
-        lesion_map = np.concatenate([[0.0], lesion_filter.score(features)]).astype(np.float32)[labels]
+        lesion_map = lesion_filter.score_map(labels, features)
         for threshold in thresholds:
             metrics = subject_metrics(truth, lesion_map >= threshold, image.GetSpacing()[::-1])
             rows[threshold].append({"subject": pair.name, **metrics})
