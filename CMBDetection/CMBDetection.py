@@ -159,6 +159,8 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.marsTableView.setMRMLTableNode(results.nodes.mars_table if results else None)
         for widget in (self.ui.rejectButton, self.ui.addLesionButton, self.ui.exportButton):
             widget.enabled = results is not None and self._run is None
+        # The 3D false-positive filter belongs to the UNet; the two-stage method has its own classifier.
+        self.ui.lesionFilterCheckBox.enabled = self._parameterNode is not None and self._parameterNode.method == Method.UNET
 
     def _showMessage(self, message: str) -> None:
         self.ui.statusLabel.text = message
