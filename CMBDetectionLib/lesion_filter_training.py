@@ -24,24 +24,21 @@ import SimpleITK as sitk
 from .backends import make_backend
 from .lesion_features import FEATURE_NAMES
 from .lesion_filter import FILTER_FILE, LesionFilter, candidate_table, fit_lesion_filter
-from .metrics import THRESHOLD_RULE, choose_threshold, metric_block, subject_metrics
+from .metrics import THRESHOLD_RULE, choose_threshold, metric_block
 from .model_store import load_card, model_dir, write_card
-from .training_data import TrainingPair, find_pairs, split_subjects
+from .subject_evaluation import evaluate_maps
+from .training_data import TrainingPair, find_pairs, read_labelled, split_subjects
 from .unet_inference import predict_probability
-from .volume_io import read_image_file, read_volume
 
 #: operating thresholds on the lesion score scored on the validation subjects
 FILTER_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def _subject(pair: TrainingPair, backend) -> tuple[sitk.Image, np.ndarray, np.ndarray, np.ndarray]:
-    """(image, ground-truth mask, candidate labels, candidate features) of one labelled volume."""
-    image = read_volume(pair.image)
-    truth = sitk.GetArrayFromImage(read_image_file(pair.mask)) > 0
-    if truth.shape != tuple(image.GetSize()[::-1]):
-        raise ValueError(f"{pair.mask}: mask size {truth.shape[::-1]} differs from its volume's {image.GetSize()}")
+def _candidates(pair: TrainingPair, backend) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ground-truth mask, candidate labels, candidate features) of one labelled volume."""
+    image, truth = read_labelled(pair)
     labels, features = candidate_table(image, predict_probability(image, backend=backend))
-    return image, truth, labels, features
+    return truth, labels, features
 
 
 def candidate_targets(labels: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -62,16 +59,11 @@ def score_subjects(
     progress: Callable[[], None] = lambda: None,
 ) -> dict[float, list[dict[str, Any]]]:
     """Voxel + lesion metrics of UNet + filter on whole volumes, one row per subject for each threshold."""
-    thresholds = tuple(thresholds)
-    rows: dict[float, list[dict[str, Any]]] = {t: [] for t in thresholds}
-    for pair in pairs:
-        image, truth, labels, features = _subject(pair, backend)
-        lesion_map = lesion_filter.score_map(labels, features)
-        for threshold in thresholds:
-            metrics = subject_metrics(truth, lesion_map >= threshold, image.GetSpacing()[::-1])
-            rows[threshold].append({"subject": pair.name, **metrics})
-        progress()
-    return rows
+
+    def lesion_map(image: sitk.Image) -> np.ndarray:
+        return lesion_filter.score_map(*candidate_table(image, predict_probability(image, backend=backend)))
+
+    return evaluate_maps(pairs, lesion_map, thresholds, progress=progress)
 
 
 def fit_on_subjects(pairs: list[TrainingPair], backend, progress: Callable[[], None] = lambda: None
@@ -79,7 +71,7 @@ def fit_on_subjects(pairs: list[TrainingPair], backend, progress: Callable[[], N
     """The filter fitted on every candidate of ``pairs`` (threshold still the default) and candidate counts."""
     features, targets = [], []
     for pair in pairs:
-        _, truth, labels, table = _subject(pair, backend)
+        truth, labels, table = _candidates(pair, backend)
         features.append(table)
         targets.append(candidate_targets(labels, truth))
         progress()

@@ -67,6 +67,15 @@ def find_pairs(data_dir: str | os.PathLike) -> list[TrainingPair]:
     return pairs
 
 
+def read_labelled(pair: TrainingPair) -> tuple[sitk.Image, np.ndarray]:
+    """A pair's volume (validated, float32) and its ground truth as a boolean ``[k, j, i]`` array on that grid."""
+    image = read_volume(pair.image)
+    truth = sitk.GetArrayFromImage(read_image_file(pair.mask)) > 0
+    if truth.shape != tuple(image.GetSize()[::-1]):
+        raise ValueError(f"{pair.mask}: mask size {truth.shape[::-1]} differs from its volume's {image.GetSize()}")
+    return image, truth
+
+
 def split_subjects(pairs: list[TrainingPair], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[TrainingPair], list[TrainingPair]]:
     """Seeded split by subject: (train, validation); at least one of each when there are two or more subjects."""
     order = np.random.default_rng(seed).permutation(len(pairs))

@@ -20,19 +20,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import keras
-import SimpleITK as sitk
 
 from . import __version__
-from .lesions import extract_lesions
 from .lesion_filter import FILTER_FILE
-from .metrics import THRESHOLD_RULE, choose_threshold, metric_block, probability_metrics, subject_metrics
+from .metrics import THRESHOLD_RULE, choose_threshold, metric_block
 from .model_store import (
     DEFAULT_THRESHOLD, WEIGHTS_NAME, load_card, load_weights_npz, model_dir, save_weights_npz, write_card,
 )
 from .onnx_export import add_onnx_to_model_dir
+from .subject_evaluation import evaluate_maps
 from .training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
 from .unet_model import DROPOUT_RATE, ENCODER_FILTERS, LEAKY_ALPHA, build_unet
-from .volume_io import read_image_file, read_volume
 
 log = logging.getLogger(__name__)
 
@@ -179,17 +177,8 @@ def evaluate_subjects(
     (the probability map is computed once per subject)."""
     from .unet_inference import predict_probability
 
-    rows: dict[float, list[dict[str, Any]]] = {t: [] for t in thresholds}
-    for pair in pairs:
-        image = read_volume(pair.image)
-        gt = sitk.GetArrayFromImage(read_image_file(pair.mask)) > 0
-        probability = predict_probability(image, backend=backend)
-        scores = probability_metrics(gt, probability)  # threshold-free: computed once
-        for threshold in thresholds:
-            labels, _ = extract_lesions(probability, image, threshold)
-            metrics = subject_metrics(gt, labels > 0, image.GetSpacing()[::-1])
-            rows[threshold].append({"subject": pair.name, **metrics, **scores})
-    return rows
+    return evaluate_maps(pairs, lambda image: predict_probability(image, backend=backend), thresholds,
+                         probability_scores=True)
 
 
 def _provenance(folder: str | None) -> dict[str, Any] | None:
