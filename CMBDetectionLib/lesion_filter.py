@@ -126,7 +126,7 @@ def fit_lesion_filter(features: np.ndarray, targets: np.ndarray, threshold: floa
 def candidate_table(image: sitk.Image, probability: np.ndarray, floor: float = PEAK_FLOOR) -> tuple[np.ndarray, np.ndarray]:
     """Candidate label map and feature table of one volume (``probability`` on ``image``'s grid)."""
     labels, _ = find_candidates(probability, floor)
-    array = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    array = sitk.GetArrayViewFromImage(image)  # candidate_features casts to float32 only when needed
     return labels, candidate_features(array, probability, labels, image.GetSpacing()[::-1])
 
 
