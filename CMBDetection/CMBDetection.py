@@ -59,7 +59,7 @@ class CMBDetectionParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     method: Method = Method.UNET
     device: Device = Device.AUTO
-    threshold: Annotated[float, WithinRange(0.05, 0.95)] = DEFAULT_THRESHOLD
+    threshold: Annotated[float, WithinRange(0.01, 0.99)] = DEFAULT_THRESHOLD
     lesionFilter: bool = True
     segmentation: slicer.vtkMRMLSegmentationNode
     lesionPoints: slicer.vtkMRMLMarkupsFiducialNode

@@ -2,7 +2,7 @@
 
 The filter must learn from the UNet's behaviour on subjects it never trained on (on its own training data
 the UNet is overconfident), so give it fresh labelled volumes. They are split by subject (80:20, seeded):
-the logistic regression is fitted on the candidates of the first part; the operating threshold is chosen from
+the boosted trees are fitted on the candidates of the first part; the operating threshold is chosen from
 :data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE` (the most sensitive within 1 false
 positive per subject), scored with the VALDO metrics on whole volumes.
 An optional separate held-out folder is scored at that threshold. ``lesion_filter.json`` goes into the
@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from .backends import make_backend
 from .lesion_features import FEATURE_NAMES
-from .lesion_filter import FILTER_FILE, LesionFilter, candidate_table, fit_lesion_filter
+from .lesion_filter import BOOSTING, FILTER_FILE, LesionFilter, candidate_table, fit_lesion_filter
 from .metrics import THRESHOLD_RULE, choose_threshold, metric_block
 from .model_store import load_card, model_dir, write_card
 from .subject_evaluation import evaluate_maps
@@ -31,7 +31,7 @@ from .training_data import TrainingPair, find_pairs, read_labelled, split_subjec
 from .unet_inference import predict_probability
 
 #: operating thresholds on the lesion score scored on the validation subjects
-FILTER_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FILTER_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def _candidates(pair: TrainingPair, backend) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,12 +138,14 @@ def train_lesion_filter(
 
     fitted, counts = fit_on_subjects(train, runner, advance)
     metrics = validate_and_save(folder, fitted, validation, held_out, runner, advance)
+    splits = fitted.trees.split_counts(len(FEATURE_NAMES))
     if held_out:
         metrics["held_out"] = {"source": str(eval_dir), **metrics["held_out"]}
     return record_in_card(folder, {
         "file": FILTER_FILE,
-        "method": "3D false-positive reduction: logistic regression on lesion_features of UNet candidates",
-        "features": list(FEATURE_NAMES),
+        "method": "3D false-positive reduction: gradient-boosted trees on lesion_features of UNet candidates",
+        "boosting": BOOSTING,
+        "splits_per_feature": dict(zip(FEATURE_NAMES, splits.tolist())),
         "training_data": {"source": str(data_dir), "n_fit_subjects": len(train), "n_validation_subjects": len(validation),
                           **counts, "split": f"seeded by subject (seed {seed}, validation fraction {val_fraction})",
                           "validation_subjects": [p.name for p in validation]},

@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 from synthetic_cmb import synthetic_subject, write_dataset
 
+from CMBDetectionLib.boosted_trees import BoostedTrees, from_sklearn
 from CMBDetectionLib.cli.train import main as train_main
 from CMBDetectionLib.lesion_candidates import FULL_MEMBERSHIP, find_candidates
 from CMBDetectionLib.lesion_features import FEATURE_NAMES, candidate_features
@@ -84,9 +85,11 @@ def test_features_tell_a_sphere_from_a_vein():
 
 
 def _filter(threshold: float = 0.5) -> LesionFilter:
-    coef = np.zeros(len(FEATURE_NAMES))
-    coef[FEATURE_NAMES.index("dark_reach_mm")] = -2.0  # far-reaching dark structures are veins
-    return LesionFilter(FEATURE_NAMES, np.full(len(coef), 5.0), np.ones(len(coef)), coef, 0.0, threshold)
+    """One stump: dark structures reaching beyond 5 mm are veins (log-odds -3), the rest CMBs (+3)."""
+    reach = FEATURE_NAMES.index("dark_reach_mm")
+    stump = BoostedTrees(0.0, np.array([0]), np.array([reach, 0, 0]), np.array([5.0, 0, 0]),
+                         np.array([1, 1, 2]), np.array([2, 1, 2]), np.array([0.0, 3.0, -3.0]), depth=1)
+    return LesionFilter(FEATURE_NAMES, stump, threshold)
 
 
 def test_lesion_probability_carries_each_candidate_score_on_its_voxels():
@@ -104,7 +107,7 @@ def test_filter_file_round_trip_and_clear_errors(tmp_path):
     original = _filter(0.3)
     original.save(tmp_path)
     loaded = load_lesion_filter(tmp_path)
-    assert loaded.threshold == 0.3 and np.array_equal(loaded.coef, original.coef)
+    assert loaded.threshold == 0.3 and np.array_equal(loaded.trees.threshold, original.trees.threshold)
     rows = np.random.default_rng(0).normal(5, 3, (20, len(FEATURE_NAMES)))
     assert np.allclose(loaded.score(rows), original.score(rows))
     with pytest.raises(ModelError, match="no lesion filter"):
@@ -112,6 +115,13 @@ def test_filter_file_round_trip_and_clear_errors(tmp_path):
     data = json.loads((tmp_path / FILTER_FILE).read_text())
     (tmp_path / FILTER_FILE).write_text(json.dumps({**data, "feature_names": ["contrast"]}))
     with pytest.raises(ModelError, match="but this version computes"):
+        load_lesion_filter(tmp_path)
+    (tmp_path / FILTER_FILE).write_text(json.dumps({**data, "kind": "standardised logistic regression"}))
+    with pytest.raises(ModelError, match="this version reads"):
+        load_lesion_filter(tmp_path)
+    broken = {**data["trees"], "left": [1, 7, 2]}  # a child outside the node table
+    (tmp_path / FILTER_FILE).write_text(json.dumps({**data, "trees": broken}))
+    with pytest.raises(ModelError, match="outside the node table"):
         load_lesion_filter(tmp_path)
     (tmp_path / FILTER_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="not a usable lesion filter"):
@@ -126,6 +136,19 @@ def test_fit_separates_classes_and_refuses_one_class():
     assert np.mean((fitted.score(x) >= 0.5) == y) > 0.95
     with pytest.raises(ValueError, match="only one class"):
         fit_lesion_filter(x, np.zeros(len(x), int))
+
+
+def test_flattened_trees_score_exactly_as_scikit_learn():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 0] * x[:, 1] + rng.normal(0, 0.3, 400) > 0.2).astype(int)  # an interaction, not a line
+    model = GradientBoostingClassifier(n_estimators=40, max_depth=3, subsample=0.8, random_state=0).fit(x, y)
+    trees = from_sklearn(model)
+    assert trees.depth == 3 and len(trees.roots) == 40
+    assert np.allclose(trees.decision(x), model.decision_function(x), atol=1e-9)
+    assert trees.split_counts(5)[:2].sum() > trees.split_counts(5)[2:].sum()  # it splits on the features that matter
 
 
 def test_candidate_targets_mark_candidates_touching_a_cmb():

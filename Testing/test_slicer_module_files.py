@@ -116,3 +116,15 @@ def test_default_threshold_is_the_shipped_unets_operating_threshold():
 
     settings = DetectionSettings()
     assert settings.threshold == default_threshold("unet", None, lesion_filter_for("unet", None, settings.lesion_filter))
+
+
+def test_threshold_slider_spans_the_parameters_range_and_reaches_the_default():
+    sys.path.insert(0, str(MODULE))
+    from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD
+
+    slider = {p.get("name"): float(p.find("double").text) for p in ui_widgets()["thresholdSliderWidget"].findall("property")
+              if p.find("double") is not None}
+    within = re.search(r"threshold: Annotated\[float, WithinRange\(([\d.]+), ([\d.]+)\)\]", MODULE_PY.read_text())
+    assert within and (slider["minimum"], slider["maximum"]) == (float(within[1]), float(within[2]))
+    steps = (DEFAULT_THRESHOLD - slider["minimum"]) / slider["singleStep"]
+    assert slider["minimum"] <= DEFAULT_THRESHOLD <= slider["maximum"] and abs(steps - round(steps)) < 1e-6
