@@ -23,7 +23,9 @@ import SimpleITK as sitk
 
 from .backends import make_backend
 from .lesion_features import FEATURE_NAMES
-from .lesion_filter import BOOSTING, FILTER_FILE, LesionFilter, candidate_table, fit_lesion_filter
+from .lesion_filter import (
+    BOOSTING, FILTER_FILE, LesionFilter, candidate_table, fit_lesion_filter, lesion_probability,
+)
 from .metrics import THRESHOLD_RULE, choose_threshold, metric_block
 from .model_store import load_card, model_dir, write_card
 from .subject_evaluation import evaluate_maps
@@ -61,7 +63,7 @@ def score_subjects(
     """Voxel + lesion metrics of UNet + filter on whole volumes, one row per subject for each threshold."""
 
     def lesion_map(image: sitk.Image) -> np.ndarray:
-        return lesion_filter.score_map(*candidate_table(image, predict_probability(image, backend=backend)))
+        return lesion_probability(image, predict_probability(image, backend=backend), lesion_filter)
 
     return evaluate_maps(pairs, lesion_map, thresholds, progress=progress)
 

@@ -144,6 +144,7 @@ def test_operating_threshold_is_the_most_sensitive_within_one_false_positive_per
     (["--resume"], "no checkpoint"),
     (["--time-limit", "0"], "--time-limit"),
     (["--init-from", "x", "--resume"], "cannot be combined"),
+    *((["--method", method, "--val-fraction", "1"], "--val-fraction") for method in ("unet", "lesion-filter", "two-stage")),
 ])
 def test_cmb_train_bad_input(data_dir, tmp_path, capsys, extra, message):
     assert train_main([str(data_dir), "-o", str(tmp_path / "m"), *extra]) == 1

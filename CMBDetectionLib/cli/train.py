@@ -77,7 +77,6 @@ def _config(args: argparse.Namespace):
         (args.lr > 0, "--lr must be positive"),
         (args.dice_weight >= 0, "--dice-weight must be 0 or more"),
         (0 <= args.positive_fraction <= 1, "--positive-fraction must lie in 0..1"),
-        (0 < args.val_fraction < 1, "--val-fraction must lie strictly between 0 and 1"),
         (args.time_limit is None or args.time_limit > 0, "--time-limit must be a positive number of minutes"),
         (args.workers >= 1, "--workers must be at least 1"),
         (not (args.init_from and args.resume), "--init-from starts a new run; it cannot be combined with --resume"),
@@ -121,8 +120,6 @@ def _train_lesion_filter(args: argparse.Namespace) -> int:
     if not (Path(args.output) / CARD_NAME).is_file():
         raise CLIError(f"{args.output}: no trained UNet here ({CARD_NAME} missing); train one first "
                        f"(cmb-train DATA -o {args.output}) or point -o at a UNet model folder such as models/unet.")
-    if not 0 < args.val_fraction < 1:
-        raise CLIError("--val-fraction must lie strictly between 0 and 1")
     with percent_bar("lesion filter", args.quiet) as progress:
         card = train_lesion_filter(args.data_dir, args.output, val_fraction=args.val_fraction, seed=args.seed,
                                    eval_dir=args.eval_dir, progress=progress)
@@ -134,6 +131,8 @@ def _train_lesion_filter(args: argparse.Namespace) -> int:
 
 
 def body(args: argparse.Namespace) -> int:
+    if not 0 < args.val_fraction < 1:  # every method splits its subjects
+        raise CLIError("--val-fraction must lie strictly between 0 and 1")
     if args.method == "two-stage":
         return _train_two_stage(args)
     if args.method == "lesion-filter":
