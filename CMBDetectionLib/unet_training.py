@@ -3,7 +3,7 @@
 Output folder layout:
 
 - ``weights.npz`` (float16) and ``model_card.json`` (architecture, data, recipe, held-out metrics, sha256);
-- ``split.json`` (the seeded 80:20 subject split, reused by ``--resume``);
+- ``split.json`` (the seeded 80:20 subject split, or the given validation subjects; reused by ``--resume``);
 - ``checkpoints/last.keras`` + ``checkpoints/state.json`` (saved every epoch, model and optimiser state);
 - ``training_log.csv`` and ``loss_curve.png``; ``cache/`` (preprocessed slices, memory-mapped).
 
@@ -58,6 +58,7 @@ class TrainConfig:
     threshold: float | None = None  # None: chosen on validation from THRESHOLD_GRID
     resume: bool = False
     init_from: str | None = None  # model folder whose weights start training (fine-tuning); Adam starts afresh
+    validation_subjects: str | None = None  # split.json or name list: keeps validation fixed as data grow
     time_limit_minutes: float | None = None  # stop after the epoch in which this wall time is reached
     workers: int = 1  # processes drawing augmented batches (CPU-bound; more keep a GPU busy)
     eager: bool = False  # skip graph tracing (tens of seconds): slower steps, for smoke runs on tiny data
@@ -91,8 +92,24 @@ def compiled_unet(config: TrainConfig) -> keras.Model:
     return model
 
 
+def read_subject_names(path: str | Path) -> list[str]:
+    """Subject names from an earlier run's ``split.json`` (its ``validation`` list) or a text file, one per line.
+
+    >>> read_subject_names("runs/unet/split.json")  # doctest: +SKIP
+    ['phantom_01000', 'phantom_01005']
+    """
+    text = Path(path).read_text()
+    if Path(path).suffix == ".json":
+        return list(json.loads(text)["validation"])
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _split(config: TrainConfig, out: Path) -> tuple[list[TrainingPair], list[TrainingPair]]:
-    """The subject split: recorded in ``split.json`` on a fresh run, read back from it on ``--resume``."""
+    """The subject split: recorded in ``split.json`` on a fresh run, read back from it on ``--resume``.
+
+    With ``validation_subjects`` those subjects validate and all others train, so a validation set (and the
+    later filter fitted on it) stays untouched by training when subjects are added.
+    """
     pairs = {pair.name: pair for pair in find_pairs(config.data_dir)}
     split_file = out / "split.json"
     if config.resume and split_file.exists():
@@ -101,9 +118,18 @@ def _split(config: TrainConfig, out: Path) -> tuple[list[TrainingPair], list[Tra
         if missing:
             raise ValueError(f"--resume: subjects {missing[:5]} of {split_file} are no longer in {config.data_dir}.")
         return [pairs[n] for n in recorded["train"]], [pairs[n] for n in recorded["validation"]]
-    train, val = split_subjects(list(pairs.values()), config.val_fraction, config.seed)
+    if config.validation_subjects:
+        names = set(read_subject_names(config.validation_subjects))
+        missing = sorted(names - pairs.keys())
+        if missing:
+            raise ValueError(f"--validation-subjects: {missing[:5]} of {config.validation_subjects} are not in "
+                             f"{config.data_dir}; list subjects by name (e.g. phantom_01000).")
+        train = [p for n, p in sorted(pairs.items()) if n not in names]
+        val = [pairs[n] for n in sorted(names)]
+    else:
+        train, val = split_subjects(list(pairs.values()), config.val_fraction, config.seed)
     split_file.write_text(json.dumps(
-        {"seed": config.seed, "val_fraction": config.val_fraction,
+        {"seed": config.seed, "val_fraction": config.val_fraction, "validation_from": config.validation_subjects,
          "train": [p.name for p in train], "validation": [p.name for p in val]}, indent=2) + "\n")
     return train, val
 
@@ -233,7 +259,8 @@ def _card(config: TrainConfig, train: list[TrainingPair], val: list[TrainingPair
             "split": "split.json (seeded, by subject)",
         },
         "recipe": {**{k: v for k, v in asdict(config).items()
-                       if k not in ("data_dir", "out_dir", "resume", "eager", "workers", "time_limit_minutes", "init_from")},
+                       if k not in ("data_dir", "out_dir", "resume", "eager", "workers", "time_limit_minutes", "init_from",
+                                 "validation_subjects")},
                    "optimizer": "Adam", "loss": "binary cross-entropy" + (" + Dice" if config.dice_weight else ""),
                    "epochs_done": epochs_done, "augmentation": "random rotation, flips, gamma/contrast/brightness/noise"},
         "initialised_from": _provenance(config.init_from),

@@ -14,7 +14,7 @@ from CMBDetectionLib.cli.train import main as train_main
 from CMBDetectionLib.metrics import choose_threshold
 from CMBDetectionLib.model_store import load_card, load_unet, sha256_of
 from CMBDetectionLib.training_data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
-from CMBDetectionLib.unet_training import THRESHOLD_GRID, TrainConfig, compiled_unet
+from CMBDetectionLib.unet_training import THRESHOLD_GRID, TrainConfig, _split, compiled_unet
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,22 @@ def test_split_is_by_subject_seeded_and_80_20():
     assert len(val) == 2 and set(train) | set(val) == set(pairs) and not set(train) & set(val)
     assert split_subjects(pairs, 0.2, seed=3) == (train, val)
     assert split_subjects(pairs, 0.2, seed=4) != (train, val)
+
+
+def test_validation_subjects_stay_fixed_when_data_grow(data_dir, tmp_path):
+    earlier = tmp_path / "earlier_split.json"
+    earlier.write_text(json.dumps({"train": ["syn00", "syn02"], "validation": ["syn03", "syn01"]}))
+    as_text = tmp_path / "names.txt"
+    as_text.write_text("syn03\n\nsyn01\n")
+    for source in (earlier, as_text):
+        out = tmp_path / source.stem
+        out.mkdir()
+        train, val = _split(TrainConfig(str(data_dir), str(out), validation_subjects=str(source)), out)
+        assert [p.name for p in val] == ["syn01", "syn03"] and [p.name for p in train] == ["syn00", "syn02"]
+        assert json.loads((out / "split.json").read_text())["validation"] == ["syn01", "syn03"]
+    as_text.write_text("syn01\nsyn99\n")
+    with pytest.raises(ValueError, match="syn99"):
+        _split(TrainConfig(str(data_dir), str(tmp_path), validation_subjects=str(as_text)), tmp_path)
 
 
 def test_batches_oversample_cmbs_and_are_reproducible(stacks):
@@ -144,6 +160,7 @@ def test_operating_threshold_is_the_most_sensitive_within_one_false_positive_per
     (["--resume"], "no checkpoint"),
     (["--time-limit", "0"], "--time-limit"),
     (["--init-from", "x", "--resume"], "cannot be combined"),
+    (["--validation-subjects", "nope.json"], "no such file"),
     *((["--method", method, "--val-fraction", "1"], "--val-fraction") for method in ("unet", "lesion-filter", "two-stage")),
 ])
 def test_cmb_train_bad_input(data_dir, tmp_path, capsys, extra, message):

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dice-weight", type=float, default=0.0, help="weight of an added soft-Dice loss (default 0)")
     parser.add_argument("--positive-fraction", type=float, default=0.5, help="share of crops centred near a CMB (default 0.5)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of subjects held out for validation (default 0.2)")
+    parser.add_argument("--validation-subjects", metavar="FILE",
+                        help="validate on these subjects and train on all others (an earlier run's split.json or one "
+                             "name per line): keeps validation fixed when you add data")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the sampling (default 0)")
     parser.add_argument("--eval-dir", metavar="DIR", help="separate held-out subjects (same layouts) evaluated at the end")
     parser.add_argument("--resume", action="store_true", help="continue from OUTDIR/checkpoints with the recorded split")
@@ -80,6 +83,9 @@ def _config(args: argparse.Namespace):
         (args.time_limit is None or args.time_limit > 0, "--time-limit must be a positive number of minutes"),
         (args.workers >= 1, "--workers must be at least 1"),
         (not (args.init_from and args.resume), "--init-from starts a new run; it cannot be combined with --resume"),
+        (not (args.validation_subjects and args.resume), "--resume keeps the recorded split; drop --validation-subjects"),
+        (args.validation_subjects is None or Path(args.validation_subjects).is_file(),
+         f"--validation-subjects {args.validation_subjects}: no such file"),
     ]
     for ok, message in checks:
         if not ok:
@@ -90,6 +96,7 @@ def _config(args: argparse.Namespace):
         dice_weight=args.dice_weight, positive_fraction=args.positive_fraction, val_fraction=args.val_fraction,
         seed=args.seed, eval_dir=args.eval_dir, resume=args.resume, eager=args.eager,
         time_limit_minutes=args.time_limit, workers=args.workers, init_from=args.init_from,
+        validation_subjects=args.validation_subjects,
     )
 
 
