@@ -256,7 +256,8 @@ def _card(config: TrainConfig, train: list[TrainingPair], val: list[TrainingPair
             "source": str(config.data_dir),
             "n_train_subjects": len(train),
             "n_validation_subjects": len(val),
-            "split": "split.json (seeded, by subject)",
+            "split": (f"split.json (validation subjects as listed in {config.validation_subjects})"
+                      if config.validation_subjects else "split.json (seeded, by subject)"),
         },
         "recipe": {**{k: v for k, v in asdict(config).items()
                        if k not in ("data_dir", "out_dir", "resume", "eager", "workers", "time_limit_minutes", "init_from",
