@@ -100,8 +100,16 @@ def read_subject_names(path: str | Path) -> list[str]:
     """
     text = Path(path).read_text()
     if Path(path).suffix == ".json":
-        return list(json.loads(text)["validation"])
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        try:
+            names = list(json.loads(text)["validation"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a split.json with a 'validation' list ({exc}); give a cmb-train "
+                             "split.json or a text file with one subject name per line.") from exc
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"{path} lists no subjects; give at least one validation subject.")
+    return names
 
 
 def _split(config: TrainConfig, out: Path) -> tuple[list[TrainingPair], list[TrainingPair]]:

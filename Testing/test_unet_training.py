@@ -64,9 +64,13 @@ def test_validation_subjects_stay_fixed_when_data_grow(data_dir, tmp_path):
         train, val = _split(TrainConfig(str(data_dir), str(out), validation_subjects=str(source)), out)
         assert [p.name for p in val] == ["syn01", "syn03"] and [p.name for p in train] == ["syn00", "syn02"]
         assert json.loads((out / "split.json").read_text())["validation"] == ["syn01", "syn03"]
-    as_text.write_text("syn01\nsyn99\n")
-    with pytest.raises(ValueError, match="syn99"):
-        _split(TrainConfig(str(data_dir), str(tmp_path), validation_subjects=str(as_text)), tmp_path)
+    for text, message in (("syn01\nsyn99\n", "syn99"), ("\n", "lists no subjects")):
+        as_text.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            _split(TrainConfig(str(data_dir), str(tmp_path), validation_subjects=str(as_text)), tmp_path)
+    earlier.write_text("{}")
+    with pytest.raises(ValueError, match="'validation' list"):
+        _split(TrainConfig(str(data_dir), str(tmp_path), validation_subjects=str(earlier)), tmp_path)
 
 
 def test_batches_oversample_cmbs_and_are_reproducible(stacks):
