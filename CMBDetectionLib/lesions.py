@@ -1,7 +1,8 @@
 """Probability map -> lesions: threshold, 3D 6-connected components, one :class:`results.Lesion` each.
 
 A microbleed seen on several slices is one component, hence one lesion. Centres are unweighted centres of
-mass; the diameter is the largest extent (bounding box, in mm) along the image axes.
+mass; the diameter is the largest extent (bounding box, in mm) along the image axes. The pipeline redraws
+the components' outlines (:mod:`lesion_outline`) between :func:`lesion_labels` and :func:`lesions_from_labels`.
 
 >>> prob = np.zeros((5, 8, 8), np.float32); prob[1:3, 2:4, 2:4] = 0.9
 >>> img = sitk.GetImageFromArray(prob)
@@ -37,10 +38,9 @@ def component_centres_mm(labels: np.ndarray, count: int, spacing_kji: np.ndarray
     return np.asarray(centres, dtype=float) * spacing_kji
 
 
-def _lesion(region, image: sitk.Image, spacing_kji: np.ndarray) -> Lesion:
+def _lesion(region, image: sitk.Image, spacing_kji: np.ndarray, mean_probability: float, max_probability: float) -> Lesion:
     k, j, i = region.centroid
     extent = np.array(region.bbox[3:]) - np.array(region.bbox[:3])
-    probs = region.image_intensity[region.image]
     return Lesion(
         label=int(region.label),
         centre_ras=tuple(round(float(v), 3) for v in index_to_ras(image, (i, j, k))),
@@ -48,25 +48,40 @@ def _lesion(region, image: sitk.Image, spacing_kji: np.ndarray) -> Lesion:
         diameter_mm=round(float((extent * spacing_kji).max()), 3),
         volume_mm3=round(float(region.area * np.prod(spacing_kji)), 3),
         n_voxels=int(region.area),
-        mean_probability=round(float(probs.mean()), 4),
-        max_probability=round(float(probs.max()), 4),
+        mean_probability=round(mean_probability, 4),
+        max_probability=round(max_probability, 4),
     )
 
 
-def lesions_from_labels(labels: np.ndarray, probability: np.ndarray, image: sitk.Image) -> list[Lesion]:
-    """One :class:`Lesion` per label value of ``labels`` (``[k, j, i]`` on ``image``'s grid)."""
+def lesions_from_labels(
+    labels: np.ndarray, probability: np.ndarray, image: sitk.Image, scored_labels: np.ndarray | None = None
+) -> list[Lesion]:
+    """One :class:`Lesion` per label value of ``labels`` (``[k, j, i]`` on ``image``'s grid).
+
+    Each lesion's mean and max probability are taken over its voxels in ``scored_labels`` (default
+    ``labels``): the detector's own voxels when the outline was redrawn, since the map scores those.
+    """
     spacing_kji = np.asarray(image.GetSpacing()[::-1], dtype=float)
-    regions = regionprops(labels, intensity_image=probability.astype(np.float32, copy=False))
-    return [_lesion(region, image, spacing_kji) for region in regions]
+    regions = regionprops(labels)
+    scored = labels if scored_labels is None else scored_labels
+    index = [region.label for region in regions]
+    means = ndimage.mean(probability, scored, index) if index else []
+    maxima = ndimage.maximum(probability, scored, index) if index else []
+    return [_lesion(r, image, spacing_kji, float(m), float(x)) for r, m, x in zip(regions, means, maxima)]
+
+
+def lesion_labels(probability: np.ndarray, image: sitk.Image, threshold: float = 0.5) -> np.ndarray:
+    """Threshold ``probability`` (``>= threshold``) into 6-connected components labelled 1..n (``int32``)."""
+    if probability.shape != tuple(image.GetSize()[::-1]):
+        raise ValueError(f"probability shape {probability.shape} does not match the image {image.GetSize()[::-1]}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold {threshold} must lie strictly between 0 and 1.")
+    return label_components(probability >= threshold)[0]
 
 
 def extract_lesions(
     probability: np.ndarray, image: sitk.Image, threshold: float = 0.5
 ) -> tuple[np.ndarray, list[Lesion]]:
-    """Threshold ``probability`` (``>= threshold``) and return (label map, lesions); labels run 1..n."""
-    if probability.shape != tuple(image.GetSize()[::-1]):
-        raise ValueError(f"probability shape {probability.shape} does not match the image {image.GetSize()[::-1]}")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold {threshold} must lie strictly between 0 and 1.")
-    labels, _ = label_components(probability >= threshold)
+    """Threshold ``probability`` and return (label map, lesions) with the detector's outlines; labels run 1..n."""
+    labels = lesion_labels(probability, image, threshold)
     return labels, lesions_from_labels(labels, probability, image)

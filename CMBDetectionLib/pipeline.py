@@ -1,4 +1,5 @@
-"""The detection pipeline: volume -> probability map [-> 3D lesion filter] -> lesions -> MARS rating -> result.
+"""The detection pipeline: volume -> probability map [-> 3D lesion filter] -> lesions [-> outlines redrawn]
+-> MARS rating -> result.
 
 The CLI (``cmb-detect``) and the Slicer module both call :func:`detect`. Methods are modules exposing
 ``predict_probability(image, *, device, backend, progress, cancel)`` (plus ``model_dir`` when given); they are
@@ -20,7 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .lesion_filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
-from .lesions import extract_lesions
+from .lesion_outline import outline_lesions
+from .lesions import lesion_labels, lesions_from_labels
 from .model_store import DEFAULT_THRESHOLD, ModelError, load_card, operating_threshold
 from .model_store import model_dir as find_model_dir
 from .registration import RegistrationError
@@ -96,6 +98,7 @@ def detect(
     model_dir: str | os.PathLike | None = None,
     mars: bool = True,
     use_lesion_filter: bool = True,
+    redraw_outlines: bool = True,
     progress: Callable[[float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> DetectionResult:
@@ -106,6 +109,7 @@ def detect(
     With ``use_lesion_filter`` (the default) and a filter in the UNet's model folder, the UNet map goes
     through the 3D false-positive filter (:mod:`lesion_filter`) and ``threshold`` applies to lesion scores.
     ``threshold=None`` takes the operating threshold chosen on validation data (:func:`default_threshold`).
+    With ``redraw_outlines`` (the default) each lesion is redrawn at half signal loss (:mod:`lesion_outline`).
     """
     started = time.perf_counter()
     lesion_filter = lesion_filter_for(method, model_dir, use_lesion_filter)
@@ -124,7 +128,11 @@ def detect(
             progress(PREDICTION_SHARE)
     if cancel is not None and cancel():
         raise DetectionCancelled("detection cancelled")
-    label_map, lesions = extract_lesions(probability, image, threshold)
+    detected = lesion_labels(probability, image, threshold)
+    label_map = detected
+    if redraw_outlines:
+        label_map = outline_lesions(sitk.GetArrayViewFromImage(image), detected, image.GetSpacing()[::-1])
+    lesions = lesions_from_labels(label_map, probability, image, scored_labels=detected)
     mars_counts, mars_error = None, None
     if mars:
         try:
@@ -138,6 +146,7 @@ def detect(
         "method": method,
         "threshold": threshold,
         "lesion_filter": lesion_filter is not None,
+        "outlines": "half signal loss" if redraw_outlines else "detector",
         "device": device,
         "backend": backend if isinstance(backend, str) else getattr(backend, "name", str(backend)),
         **model_provenance(method, model_dir),

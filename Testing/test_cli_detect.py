@@ -77,8 +77,9 @@ def test_cmb_eval_bad_folders(tmp_path, capsys):
     assert "no subject" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, expected", [([], True), (["--no-lesion-filter"], False)])
-def test_cmb_detect_passes_the_lesion_filter_choice_to_the_engine(data, tmp_path, monkeypatch, flags, expected):
+@pytest.mark.parametrize("flags, expected", [([], (True, True)), (["--no-lesion-filter"], (False, True)),
+                                             (["--detector-outlines"], (True, False))])
+def test_cmb_detect_passes_the_filter_and_outline_choices_to_the_engine(data, tmp_path, monkeypatch, flags, expected):
     import CMBDetectionLib.pipeline as pipeline
 
     seen = {}
@@ -89,4 +90,4 @@ def test_cmb_detect_passes_the_lesion_filter_choice_to_the_engine(data, tmp_path
 
     monkeypatch.setattr(pipeline, "detect", spy)
     code = detect_main([str(data / "syn00_swi.nii.gz"), "-o", str(tmp_path), "--backend", "onnxruntime", "-q", *flags])
-    assert code == 1 and seen["use_lesion_filter"] is expected and seen["threshold"] is None
+    assert code == 1 and (seen["use_lesion_filter"], seen["redraw_outlines"]) == expected and seen["threshold"] is None

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-lesion-filter", action="store_true",
                         help="unet: threshold the UNet's voxel probabilities directly, as in the paper, without the "
                              "3D false-positive filter")
+    parser.add_argument("--detector-outlines", action="store_true",
+                        help="keep the detector's lesion outlines instead of redrawing each lesion at half signal "
+                             "loss on the SWI image")
     parser.add_argument("--series", metavar="UID", help="DICOM series UID when a folder holds several series")
     parser.add_argument("--model-dir", metavar="DIR", help="use the model in DIR instead of the shipped one")
     parser.add_argument("--no-mars", action="store_true", help="skip MARS anatomical rating (faster)")
@@ -85,7 +88,7 @@ def _detect_one(path: str, args: argparse.Namespace, backend) -> str:
     with percent_bar(stem, args.quiet) as progress:
         result = detect(image, method=args.method, threshold=args.threshold, device=args.device, backend=backend,
                         model_dir=args.model_dir, mars=not args.no_mars, use_lesion_filter=not args.no_lesion_filter,
-                        progress=progress)
+                        redraw_outlines=not args.detector_outlines, progress=progress)
     paths = write_outputs(result, args.output, stem)
     if args.save_probability:
         write_image(array_to_image(result.probability, image), Path(args.output) / f"{stem}_prob.nii.gz")

@@ -1,0 +1,114 @@
+"""Lesion outlines redrawn at half signal loss: grown to the blob, trimmed off bright tissue, held back on veins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.special import erfc
+
+from CMBDetectionLib.lesion_outline import MAX_GROWTH, outline_lesions
+from CMBDetectionLib.lesions import lesions_from_labels
+from CMBDetectionLib.metrics import voxel_metrics
+
+SPACING = (2.0, 0.9, 0.9)  # k, j, i in mm, as the phantoms
+
+
+def _distance_mm(shape, centre_kji) -> np.ndarray:
+    grids = np.indices(shape, dtype=float)
+    return np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre_kji, SPACING)))
+
+
+def _blurred_blob(shape=(15, 40, 40), centre=(7, 20, 20), radius_mm=3.0, noise=4.0, seed=0):
+    """Tissue 400 with a dark blob whose signal falls to half exactly at ``radius_mm`` (blurred edge), and its
+    true extent (voxels within the radius)."""
+    distance = _distance_mm(shape, centre)
+    loss = 0.5 * erfc((distance - radius_mm) / 1.0)  # 1 at the centre, 0.5 at the radius, 0 far out
+    image = 400.0 * (1 - 0.9 * loss) + np.random.default_rng(seed).normal(0, noise, shape)
+    return image.astype(np.float32), distance <= radius_mm
+
+
+def _in_plane_core(truth: np.ndarray) -> np.ndarray:
+    """``truth`` less its outer in-plane ring of voxels: an outline drawn one voxel short on every slice."""
+    ring = np.zeros((3, 3, 3), bool)
+    ring[1] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_erosion(truth, ring)
+
+
+def test_an_undersized_detection_grows_to_the_blob_outline():
+    image, truth = _blurred_blob(radius_mm=3.5)
+    detected = _in_plane_core(truth).astype(np.int32) * 4  # label 4
+    outlined = outline_lesions(image, detected, SPACING)
+    assert set(np.unique(outlined)) == {0, 4}
+    before, after = voxel_metrics(truth, detected)["dice"], voxel_metrics(truth, outlined)["dice"]
+    assert before < 0.75 and after > 0.9
+
+
+def test_a_detection_on_a_vein_keeps_its_outline():
+    image = np.full((15, 40, 40), 400.0, np.float32)
+    image[7, 20, 2:38] = 60.0  # a thin dark tube along i
+    detected = np.zeros(image.shape, np.int32)
+    detected[7, 20, 20] = 1  # the detector flagged one voxel of it: the redraw would triple it
+    assert 3 > MAX_GROWTH
+    np.testing.assert_array_equal(outline_lesions(image, detected, SPACING), detected)
+
+
+def test_a_detection_spilling_onto_bright_tissue_is_trimmed():
+    image, truth = _blurred_blob(radius_mm=2.0)
+    detected = (_distance_mm(image.shape, (7, 20, 20)) <= 4.0).astype(np.int32)
+    outlined = outline_lesions(image, detected, SPACING)
+    assert outlined.sum() < detected.sum()
+    assert voxel_metrics(truth, outlined)["dice"] > voxel_metrics(truth, detected)["dice"] + 0.2
+
+
+def test_neighbouring_lesions_keep_their_labels_and_their_voxels():
+    image = np.full((9, 30, 30), 400.0, np.float32)
+    image[4, 10:20, 10:15] = 40.0  # one dark slab, detected as two touching lesions
+    image[4, 10:20, 15:20] = 40.0
+    detected = np.zeros(image.shape, np.int32)
+    detected[4, 10:20, 10:15], detected[4, 10:20, 15:20] = 1, 2
+    outlined = outline_lesions(image, detected, SPACING)
+    np.testing.assert_array_equal(outlined, detected)  # each already fills its half; neither takes the other's
+
+
+def test_a_detection_on_tissue_that_is_not_dark_stands():
+    image = np.full((9, 30, 30), 400.0, np.float32)
+    image[4, 14:17, 14:17] = 700.0  # bright, not a microbleed: no half-loss edge to draw
+    detected = np.zeros(image.shape, np.int32)
+    detected[4, 13:18, 13:18] = 1
+    np.testing.assert_array_equal(outline_lesions(image, detected, SPACING), detected)
+
+
+def test_lesion_probabilities_come_from_the_detectors_voxels():
+    image, truth = _blurred_blob(radius_mm=3.5)
+    detected = _in_plane_core(truth).astype(np.int32)
+    probability = np.where(detected > 0, 0.8, 0.0).astype(np.float32)  # a lesion score on the detected voxels
+    outlined = outline_lesions(image, detected, SPACING)
+    reference = sitk.GetImageFromArray(image)
+    reference.SetSpacing(SPACING[::-1])
+    [lesion] = lesions_from_labels(outlined, probability, reference, scored_labels=detected)
+    assert lesion.n_voxels == int(outlined.sum()) > int(detected.sum())
+    assert lesion.mean_probability == pytest.approx(0.8) and lesion.max_probability == pytest.approx(0.8)
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="differ in shape"):
+        outline_lesions(np.zeros((4, 5, 6), np.float32), np.zeros((4, 5, 5), np.int32), SPACING)
+
+
+def test_detect_redraws_outlines_by_default_and_keeps_the_lesions():
+    from CMBDetectionLib.pipeline import detect
+    from synthetic_cmb import synthetic_subject
+
+    image, _, _ = synthetic_subject(5, shape_kji=(10, 96, 96))
+    redrawn = detect(image, device="cpu", mars=False)
+    detector = detect(image, device="cpu", mars=False, redraw_outlines=False)
+    assert (redrawn.provenance["outlines"], detector.provenance["outlines"]) == ("half signal loss", "detector")
+    assert [lesion.label for lesion in redrawn.lesions] == [lesion.label for lesion in detector.lesions]
+    assert redrawn.lesions, "the shipped model finds the synthetic CMBs"
+    for new, old in zip(redrawn.lesions, detector.lesions):  # same lesions, same scores, edges moved
+        assert np.linalg.norm(np.subtract(new.centre_ras, old.centre_ras)) < 2.0
+        assert new.max_probability == old.max_probability
+    expected = outline_lesions(sitk.GetArrayFromImage(image), detector.label_map, image.GetSpacing()[::-1])
+    np.testing.assert_array_equal(redrawn.label_map, expected)
