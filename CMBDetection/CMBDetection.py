@@ -61,6 +61,7 @@ class CMBDetectionParameterNode:
     device: Device = Device.AUTO
     threshold: Annotated[float, WithinRange(0.01, 0.99)] = DEFAULT_THRESHOLD
     lesionFilter: bool = True
+    redrawOutlines: bool = True
     segmentation: slicer.vtkMRMLSegmentationNode
     lesionPoints: slicer.vtkMRMLMarkupsFiducialNode
     lesionTable: slicer.vtkMRMLTableNode
@@ -168,7 +169,8 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---- running --------------------------------------------------------------------------------------------
     def _settings(self) -> DetectionSettings:
         p = self._parameterNode
-        return DetectionSettings(p.method.value, p.device.value, float(p.threshold), bool(p.lesionFilter))
+        return DetectionSettings(p.method.value, p.device.value, float(p.threshold), bool(p.lesionFilter),
+                                 bool(p.redrawOutlines))
 
     def onDetectButton(self) -> None:
         if self._run is not None:
@@ -270,7 +272,8 @@ class CMBDetectionTest(ScriptedLoadableModuleTest):
         self.test_CMBDetection1()
 
     @staticmethod
-    def _darkBlobDetector(image, *, method, threshold, device, use_lesion_filter=True, progress=None, cancel=None):
+    def _darkBlobDetector(image, *, method, threshold, device, use_lesion_filter=True, redraw_outlines=True,
+                          progress=None, cancel=None):
         import SimpleITK as sitk
 
         from CMBDetectionLib.lesions import extract_lesions

@@ -35,7 +35,8 @@ def count_by_side(lesions: list[Lesion]) -> list[dict]:
     ]
 
 
-def fake_detector(image, *, method, threshold, device, use_lesion_filter=True, progress=None, cancel=None):
+def fake_detector(image, *, method, threshold, device, use_lesion_filter=True, redraw_outlines=True, progress=None,
+                  cancel=None):
     """Dark voxels (< 20) as probability 1; every lesion rated frontal/definite, side from its RAS x."""
     probability = (sitk.GetArrayFromImage(image) < 20).astype(np.float32)
     label_map, lesions = extract_lesions(probability, image, threshold)
@@ -148,6 +149,7 @@ def test_detection_builds_three_linked_nodes(detected):
         assert node.GetAttribute("CMBDetection.ModelName") == "fake-dark-blobs"
         assert node.GetAttribute("CMBDetection.Threshold") == "0.5"
         assert node.GetAttribute("CMBDetection.LesionFilter") == "True"  # asked for (the fake detector reports none)
+        assert node.GetAttribute("CMBDetection.Outlines") == "half signal loss"
         assert node.GetAttribute("CMBDetection.Date")
 
 

@@ -38,7 +38,7 @@ def test_bound_widgets_name_fields_of_the_parameter_node():
         for prop in widget.findall("property")
         if prop.get("name") == "SlicerParameterName"
     }
-    assert bound == {"inputVolume", "method", "device", "threshold", "lesionFilter"} and bound <= fields
+    assert bound == {"inputVolume", "method", "device", "threshold", "lesionFilter", "redrawOutlines"} and bound <= fields
 
 
 def test_every_slicer_util_function_called_exists_in_slicer_util():

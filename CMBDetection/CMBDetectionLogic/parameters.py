@@ -3,8 +3,8 @@
 >>> settings = DetectionSettings(method="two-stage", device="cpu", threshold=0.4)
 >>> settings.cli_args()
 ['--method', 'two-stage', '--device', 'cpu', '--threshold', '0.4']
->>> DetectionSettings(threshold=0.9, lesion_filter=False).cli_args()[-1]
-'--no-lesion-filter'
+>>> DetectionSettings(threshold=0.9, lesion_filter=False, redraw_outlines=False).cli_args()[-2:]
+['--no-lesion-filter', '--detector-outlines']
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class DetectionSettings:
     device: str = "auto"
     threshold: float = DEFAULT_THRESHOLD
     lesion_filter: bool = True  # UNet only: the 3D false-positive filter; the threshold then applies to its scores
+    redraw_outlines: bool = True  # each lesion redrawn at half signal loss on the image (else the detector's outline)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -62,9 +63,13 @@ class DetectionSettings:
     def detector_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``CMBDetectionLib.pipeline.detect``."""
         return {"method": self.method, "device": self.device, "threshold": self.threshold,
-                "use_lesion_filter": self.lesion_filter}
+                "use_lesion_filter": self.lesion_filter, "redraw_outlines": self.redraw_outlines}
 
     def cli_args(self) -> list[str]:
         """Options of the ``cmb-detect`` command line."""
         args = ["--method", self.method, "--device", self.device, "--threshold", f"{self.threshold:g}"]
-        return args if self.lesion_filter else [*args, "--no-lesion-filter"]
+        if not self.lesion_filter:
+            args.append("--no-lesion-filter")
+        if not self.redraw_outlines:
+            args.append("--detector-outlines")
+        return args

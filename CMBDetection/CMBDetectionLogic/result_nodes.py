@@ -89,6 +89,8 @@ def set_provenance(nodes: ResultNodes, provenance: dict[str, Any]) -> None:
         "Threshold": provenance.get("threshold", ""),
         # what ran (in-process result) or, for a background cmb-detect run, what was asked for
         "LesionFilter": provenance.get("lesion_filter", provenance.get("use_lesion_filter", "")),
+        "Outlines": provenance.get("outlines", {True: "half signal loss", False: "detector"}.get(
+            provenance.get("redraw_outlines"), "")),
         "Device": provenance.get("device", ""),
         "Date": provenance.get("date") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -23,7 +23,7 @@ Per subject (seed = --seed + i) it writes, in OUTPUT:
   phantom_SSSSS_cmb.nii.gz    uint8 ground-truth CMB mask (one component per CMB)
   phantom_SSSSS_brain.nii.gz  uint8 brain mask
   phantom_SSSSS_cmbs.json     CMB list: centre_ras (mm), diameter_mm, region, category, side
-Seeds: tests < 1000, training 1000-8999, held-out evaluation 9000+, demo 424242.
+Seeds: tests < 1000, training 1000-8999, held-out evaluation 9000+, demo 424308.
 """
 
 
