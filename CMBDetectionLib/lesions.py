@@ -62,12 +62,14 @@ def lesions_from_labels(
     ``labels``): the detector's own voxels when the outline was redrawn, since the map scores those.
     """
     spacing_kji = np.asarray(image.GetSpacing()[::-1], dtype=float)
-    regions = regionprops(labels)
     scored = labels if scored_labels is None else scored_labels
-    index = [region.label for region in regions]
-    means = ndimage.mean(probability, scored, index) if index else []
-    maxima = ndimage.maximum(probability, scored, index) if index else []
-    return [_lesion(r, image, spacing_kji, float(m), float(x)) for r, m, x in zip(regions, means, maxima)]
+    boxes = ndimage.find_objects(scored)  # per-lesion boxes: whole-volume label statistics would copy the volume
+    lesions = []
+    for region in regionprops(labels):
+        box = boxes[region.label - 1] if region.label <= len(boxes) else None
+        values = probability[box][scored[box] == region.label] if box is not None else np.zeros(1, np.float32)
+        lesions.append(_lesion(region, image, spacing_kji, float(values.mean()), float(values.max())))
+    return lesions
 
 
 def lesion_labels(probability: np.ndarray, image: sitk.Image, threshold: float = 0.5) -> np.ndarray:
