@@ -13,6 +13,9 @@ the components' outlines (:mod:`lesion_outline`) between :func:`lesion_labels` a
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Collection
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -70,6 +73,23 @@ def lesions_from_labels(
         values = probability[box][scored[box] == region.label] if box is not None else np.zeros(1, np.float32)
         lesions.append(_lesion(region, image, spacing_kji, float(values.mean()), float(values.max())))
     return lesions
+
+
+def remove_lesions(
+    labels: np.ndarray, lesions: list[Lesion], drop: Collection[int]
+) -> tuple[np.ndarray, list[Lesion]]:
+    """``labels`` and ``lesions`` without the lesions labelled ``drop``, the rest renumbered 1..n in order.
+
+    >>> labels = np.array([[[1, 0, 2, 0, 3]]], np.int32)
+    >>> lesions = lesions_from_labels(labels, np.ones(labels.shape, np.float32), sitk.GetImageFromArray(labels))
+    >>> kept_labels, kept = remove_lesions(labels, lesions, [2])
+    >>> kept_labels.tolist(), [(lesion.label, lesion.centre_ijk[0]) for lesion in kept]
+    ([[[1, 0, 0, 0, 2]]], [(1, 0.0), (2, 4.0)])
+    """
+    kept = [lesion for lesion in lesions if lesion.label not in set(drop)]
+    renumber = np.zeros(int(labels.max(initial=0)) + 1, np.int32)
+    renumber[[lesion.label for lesion in kept]] = np.arange(1, len(kept) + 1)
+    return renumber[labels], [dataclasses.replace(lesion, label=n) for n, lesion in enumerate(kept, start=1)]
 
 
 def lesion_labels(probability: np.ndarray, image: sitk.Image, threshold: float = 0.5) -> np.ndarray:

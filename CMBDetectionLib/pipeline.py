@@ -21,8 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .lesion_filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
-from .lesion_outline import outline_lesions
-from .lesions import lesion_labels, lesions_from_labels
+from .lesion_outline import outline_lesions, vein_like
+from .lesions import extract_lesions, lesion_labels, lesions_from_labels, remove_lesions
 from .model_store import DEFAULT_THRESHOLD, ModelError, load_card, operating_threshold
 from .model_store import model_dir as find_model_dir
 from .registration import RegistrationError
@@ -88,6 +88,17 @@ def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray) -
     return count_table(lesions)
 
 
+def outlined_lesions(image: sitk.Image, probability: np.ndarray, threshold: float) -> tuple[np.ndarray, list[Lesion]]:
+    """Lesions above ``threshold`` redrawn at half signal loss, without those taken for veins (:mod:`lesion_outline`);
+    scores stay those of the detector's voxels."""
+    detected = lesion_labels(probability, image, threshold)
+    label_map, growth = outline_lesions(sitk.GetArrayViewFromImage(image), detected, image.GetSpacing()[::-1])
+    lesions = lesions_from_labels(label_map, probability, image, scored_labels=detected)
+    scores = np.ones(len(growth))
+    scores[[lesion.label - 1 for lesion in lesions]] = [lesion.max_probability for lesion in lesions]
+    return remove_lesions(label_map, lesions, vein_like(growth, scores))
+
+
 def detect(
     image: sitk.Image,
     *,
@@ -109,7 +120,8 @@ def detect(
     With ``use_lesion_filter`` (the default) and a filter in the UNet's model folder, the UNet map goes
     through the 3D false-positive filter (:mod:`lesion_filter`) and ``threshold`` applies to lesion scores.
     ``threshold=None`` takes the operating threshold chosen on validation data (:func:`default_threshold`).
-    With ``redraw_outlines`` (the default) each lesion is redrawn at half signal loss (:mod:`lesion_outline`).
+    With ``redraw_outlines`` (the default) each lesion is redrawn at half signal loss and lesions whose outline
+    runs along a vein on a low score are dropped (:func:`outlined_lesions`).
     """
     started = time.perf_counter()
     lesion_filter = lesion_filter_for(method, model_dir, use_lesion_filter)
@@ -128,11 +140,8 @@ def detect(
             progress(PREDICTION_SHARE)
     if cancel is not None and cancel():
         raise DetectionCancelled("detection cancelled")
-    detected = lesion_labels(probability, image, threshold)
-    label_map = detected
-    if redraw_outlines:
-        label_map = outline_lesions(sitk.GetArrayViewFromImage(image), detected, image.GetSpacing()[::-1])
-    lesions = lesions_from_labels(label_map, probability, image, scored_labels=detected)
+    label_map, lesions = outlined_lesions(image, probability, threshold) if redraw_outlines \
+        else extract_lesions(probability, image, threshold)
     mars_counts, mars_error = None, None
     if mars:
         try:

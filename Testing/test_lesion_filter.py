@@ -84,6 +84,19 @@ def test_features_tell_a_sphere_from_a_vein():
     assert _column(table, "peak_logit")[0] == pytest.approx(np.log(0.7 / 0.3))
 
 
+def test_outline_growth_is_larger_on_a_vein_than_on_a_microbleed():
+    image, _ = _sphere_and_tube()
+    labels = np.zeros(image.shape, np.int32)
+    labels[image == 15] = 1  # the whole sphere: its half-loss outline is itself
+    vein = image == 20
+    vein[:, :28] = vein[:, 33:] = False
+    labels[vein] = 2  # 5 voxels of the vein along j: the outline runs on one voxel each way
+    growth = _column(candidate_features(image, (labels > 0).astype(np.float32) * 0.7, labels, SPACING_KJI),
+                     "outline_log_growth")
+    assert growth[0] == pytest.approx(0.0, abs=0.01)
+    assert growth[1] == pytest.approx(np.log(7 / 5), abs=0.01)
+
+
 def _filter(threshold: float = 0.5) -> LesionFilter:
     """One stump: dark structures reaching beyond 5 mm are veins (log-odds -3), the rest CMBs (+3)."""
     reach = FEATURE_NAMES.index("dark_reach_mm")

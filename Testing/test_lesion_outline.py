@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.special import erfc
 
-from CMBDetectionLib.lesion_outline import MAX_GROWTH, outline_lesions
+from CMBDetectionLib.lesion_outline import MAX_GROWTH, VEIN_GROWTH, VEIN_MAX_SCORE, outline_lesions, vein_like
 from CMBDetectionLib.lesions import lesions_from_labels
 from CMBDetectionLib.metrics import voxel_metrics
 
@@ -39,25 +39,27 @@ def _in_plane_core(truth: np.ndarray) -> np.ndarray:
 def test_an_undersized_detection_grows_to_the_blob_outline():
     image, truth = _blurred_blob(radius_mm=3.5)
     detected = _in_plane_core(truth).astype(np.int32) * 4  # label 4
-    outlined = outline_lesions(image, detected, SPACING)
+    outlined, _ = outline_lesions(image, detected, SPACING)
     assert set(np.unique(outlined)) == {0, 4}
     before, after = voxel_metrics(truth, detected)["dice"], voxel_metrics(truth, outlined)["dice"]
     assert before < 0.75 and after > 0.9
 
 
-def test_a_detection_on_a_vein_keeps_its_outline():
+def test_a_detection_on_a_vein_keeps_its_outline_and_reports_the_growth():
     image = np.full((15, 40, 40), 400.0, np.float32)
-    image[7, 20, 2:38] = 60.0  # a thin dark tube along i
+    image[7, 19:22, 2:38] = 60.0  # a dark tube along i, 3 voxels wide
     detected = np.zeros(image.shape, np.int32)
-    detected[7, 20, 20] = 1  # the detector flagged one voxel of it: the redraw would triple it
-    assert 3 > MAX_GROWTH
-    np.testing.assert_array_equal(outline_lesions(image, detected, SPACING), detected)
+    detected[7, 20, 20] = 1  # the detector flagged one voxel of it: the redraw would take its 4 in-plane neighbours
+    outlined, growth = outline_lesions(image, detected, SPACING)
+    assert 5 > MAX_GROWTH and growth.tolist() == [5.0]
+    np.testing.assert_array_equal(outlined, detected)
+    assert vein_like(growth, np.array([0.1])) == [1] and vein_like(growth, np.array([0.9])) == []
 
 
 def test_a_detection_spilling_onto_bright_tissue_is_trimmed():
     image, truth = _blurred_blob(radius_mm=2.0)
     detected = (_distance_mm(image.shape, (7, 20, 20)) <= 4.0).astype(np.int32)
-    outlined = outline_lesions(image, detected, SPACING)
+    outlined, _ = outline_lesions(image, detected, SPACING)
     assert outlined.sum() < detected.sum()
     assert voxel_metrics(truth, outlined)["dice"] > voxel_metrics(truth, detected)["dice"] + 0.2
 
@@ -68,7 +70,7 @@ def test_neighbouring_lesions_keep_their_labels_and_their_voxels():
     image[4, 10:20, 15:20] = 40.0
     detected = np.zeros(image.shape, np.int32)
     detected[4, 10:20, 10:15], detected[4, 10:20, 15:20] = 1, 2
-    outlined = outline_lesions(image, detected, SPACING)
+    outlined, _ = outline_lesions(image, detected, SPACING)
     np.testing.assert_array_equal(outlined, detected)  # each already fills its half; neither takes the other's
 
 
@@ -77,14 +79,14 @@ def test_a_detection_on_tissue_that_is_not_dark_stands():
     image[4, 14:17, 14:17] = 700.0  # bright, not a microbleed: no half-loss edge to draw
     detected = np.zeros(image.shape, np.int32)
     detected[4, 13:18, 13:18] = 1
-    np.testing.assert_array_equal(outline_lesions(image, detected, SPACING), detected)
+    np.testing.assert_array_equal(outline_lesions(image, detected, SPACING)[0], detected)
 
 
 def test_lesion_probabilities_come_from_the_detectors_voxels():
     image, truth = _blurred_blob(radius_mm=3.5)
     detected = _in_plane_core(truth).astype(np.int32)
     probability = np.where(detected > 0, 0.8, 0.0).astype(np.float32)  # a lesion score on the detected voxels
-    outlined = outline_lesions(image, detected, SPACING)
+    outlined, _ = outline_lesions(image, detected, SPACING)
     reference = sitk.GetImageFromArray(image)
     reference.SetSpacing(SPACING[::-1])
     [lesion] = lesions_from_labels(outlined, probability, reference, scored_labels=detected)
@@ -110,5 +112,25 @@ def test_detect_redraws_outlines_by_default_and_keeps_the_lesions():
     for new, old in zip(redrawn.lesions, detector.lesions):  # same lesions, same scores, edges moved
         assert np.linalg.norm(np.subtract(new.centre_ras, old.centre_ras)) < 2.0
         assert new.max_probability == old.max_probability
-    expected = outline_lesions(sitk.GetArrayFromImage(image), detector.label_map, image.GetSpacing()[::-1])
+    expected, growth = outline_lesions(sitk.GetArrayFromImage(image), detector.label_map, image.GetSpacing()[::-1])
+    assert not vein_like(growth, np.array([lesion.max_probability for lesion in detector.lesions]))
     np.testing.assert_array_equal(redrawn.label_map, expected)
+
+
+def test_outlined_lesions_drop_vein_segments_the_detector_is_unsure_of_and_renumber():
+    from CMBDetectionLib.pipeline import outlined_lesions
+
+    array = np.full((15, 40, 40), 400.0, np.float32)
+    array[7, 19:22, 2:38] = 60.0  # a vein
+    array[3:6, 30:33, 30:33] = 40.0  # a microbleed
+    probability = np.zeros(array.shape, np.float32)
+    probability[7, 20, 20] = VEIN_MAX_SCORE / 2  # a faint detection on the vein (growth 5 > VEIN_GROWTH)
+    probability[4, 31, 31] = 0.9  # a confident one on the microbleed
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(SPACING[::-1])
+    labels, lesions = outlined_lesions(image, probability, 0.05)
+    assert 5 > VEIN_GROWTH and len(lesions) == 1 and lesions[0].label == 1
+    assert lesions[0].centre_ijk == (31.0, 31.0, 4.0) and lesions[0].max_probability == pytest.approx(0.9)
+    assert set(np.unique(labels)) == {0, 1} and labels[4, 31, 31] == 1 and labels[7, 20, 20] == 0
+    probability[7, 20, 20] = 2 * VEIN_MAX_SCORE  # confident: kept, with the detector's outline
+    assert len(outlined_lesions(image, probability, 0.05)[1]) == 2

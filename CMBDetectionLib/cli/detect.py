@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="unet: threshold the UNet's voxel probabilities directly, as in the paper, without the "
                              "3D false-positive filter")
     parser.add_argument("--detector-outlines", action="store_true",
-                        help="keep the detector's lesion outlines instead of redrawing each lesion at half signal "
-                             "loss on the SWI image")
+                        help="keep the detector's lesions and outlines: no redrawing at half signal loss on the SWI "
+                             "image, and no dropping of low-score lesions whose outline runs along a vein")
     parser.add_argument("--series", metavar="UID", help="DICOM series UID when a folder holds several series")
     parser.add_argument("--model-dir", metavar="DIR", help="use the model in DIR instead of the shipped one")
     parser.add_argument("--no-mars", action="store_true", help="skip MARS anatomical rating (faster)")
