@@ -4,7 +4,8 @@ The filter must learn from the UNet's behaviour on subjects it never trained on 
 the UNet is overconfident), so give it fresh labelled volumes. They are split by subject (80:20, seeded):
 the boosted trees are fitted on the candidates of the first part; the operating threshold is chosen from
 :data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE` (the most sensitive within 1 false
-positive per subject), scored with the VALDO metrics on whole volumes.
+positive per subject), scored with the VALDO metrics on whole volumes as ``detect()`` reports them (outlines
+redrawn, vein segments dropped: :func:`pipeline.outlined_lesions`).
 An optional separate held-out folder is scored at that threshold. ``lesion_filter.json`` goes into the
 model folder, and its checksum, data, split and metrics into the card.
 
@@ -28,12 +29,13 @@ from .lesion_filter import (
 )
 from .metrics import THRESHOLD_RULE, choose_threshold, metric_block
 from .model_store import load_card, model_dir, write_card
+from .pipeline import outlined_lesions
 from .subject_evaluation import evaluate_maps
 from .training_data import TrainingPair, find_pairs, read_labelled, split_subjects
 from .unet_inference import predict_probability
 
 #: operating thresholds on the lesion score scored on the validation subjects
-FILTER_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FILTER_THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def _candidates(pair: TrainingPair, backend) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,12 +62,16 @@ def score_subjects(
     pairs: Iterable[TrainingPair], lesion_filter: LesionFilter, backend, thresholds: Iterable[float],
     progress: Callable[[], None] = lambda: None,
 ) -> dict[float, list[dict[str, Any]]]:
-    """Voxel + lesion metrics of UNet + filter on whole volumes, one row per subject for each threshold."""
+    """Voxel + lesion metrics of UNet + filter on whole volumes, one row per subject for each threshold, with
+    the lesions ``detect()`` reports (outlines redrawn, vein segments dropped)."""
 
     def lesion_map(image: sitk.Image) -> np.ndarray:
         return lesion_probability(image, predict_probability(image, backend=backend), lesion_filter)
 
-    return evaluate_maps(pairs, lesion_map, thresholds, progress=progress)
+    def lesion_mask(image: sitk.Image, score_map: np.ndarray, threshold: float) -> np.ndarray:
+        return outlined_lesions(image, score_map, threshold)[0] > 0
+
+    return evaluate_maps(pairs, lesion_map, thresholds, lesion_mask=lesion_mask, progress=progress)
 
 
 def fit_on_subjects(pairs: list[TrainingPair], backend, progress: Callable[[], None] = lambda: None

@@ -155,23 +155,33 @@ def metric_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 #: the field's operating point (a reader reviews every detection): false positives per subject allowed on validation
 MAX_FP_PER_SUBJECT = 1.0
-THRESHOLD_RULE = (f"the most sensitive threshold with at most {MAX_FP_PER_SUBJECT:g} false positive per subject "
-                  "(mean lesion sensitivity and false positives on validation); the best mean lesion F1 when none is")
+#: the project's lesion sensitivity target: beyond it, thresholds compete on Dice, not on more sensitivity
+TARGET_SENSITIVITY = 0.90
+THRESHOLD_RULE = (f"among thresholds with at most {MAX_FP_PER_SUBJECT:g} false positive per subject and lesion "
+                  f"sensitivity at least {TARGET_SENSITIVITY:g} (means on validation), the one with the best mean Dice; "
+                  "when none reaches that sensitivity, the most sensitive within the false-positive budget; the best "
+                  "mean lesion F1 when none is within it")
 
 
-def choose_threshold(rows: dict[float, list[dict[str, Any]]], max_fp: float = MAX_FP_PER_SUBJECT) -> float:
+def choose_threshold(
+    rows: dict[float, list[dict[str, Any]]], max_fp: float = MAX_FP_PER_SUBJECT,
+    min_sensitivity: float = TARGET_SENSITIVITY,
+) -> float:
     """The operating threshold by :data:`THRESHOLD_RULE` from per-subject rows of each candidate threshold
     (the higher threshold on ties).
 
-    >>> rows = {0.3: [{"lesion_sensitivity": 0.9, "fp": 3, "lesion_f1": 0.5}],
-    ...         0.5: [{"lesion_sensitivity": 0.8, "fp": 1, "lesion_f1": 0.7}],
-    ...         0.7: [{"lesion_sensitivity": 0.6, "fp": 0, "lesion_f1": 0.75}]}
-    >>> choose_threshold(rows), choose_threshold(rows, max_fp=0.5)
-    (0.5, 0.7)
+    >>> rows = {0.3: [{"lesion_sensitivity": 0.9, "fp": 3, "lesion_f1": 0.5, "dice": 0.5}],
+    ...         0.5: [{"lesion_sensitivity": 0.8, "fp": 1, "lesion_f1": 0.7, "dice": 0.7}],
+    ...         0.7: [{"lesion_sensitivity": 0.6, "fp": 0, "lesion_f1": 0.75, "dice": 0.8}]}
+    >>> choose_threshold(rows), choose_threshold(rows, max_fp=0.5), choose_threshold(rows, min_sensitivity=0.6)
+    (0.5, 0.7, 0.7)
     """
     means = {t: summarise(r)["mean"] for t, r in rows.items()}
     score = lambda t, key: -1.0 if math.isnan(means[t].get(key, math.nan)) else means[t][key]  # noqa: E731
     within = [t for t in means if means[t].get("fp", math.inf) <= max_fp]
+    on_target = [t for t in within if score(t, "lesion_sensitivity") >= min_sensitivity]
+    if on_target:  # more sensitivity than the target costs outline quality and reader time: take the best Dice
+        return max(on_target, key=lambda t: (score(t, "dice"), t))
     if within:
         return max(within, key=lambda t: (score(t, "lesion_sensitivity"), t))
     return max(means, key=lambda t: (score(t, "lesion_f1"), t))

@@ -24,11 +24,13 @@ def evaluate_maps(
     thresholds: Iterable[float],
     *,
     probability_scores: bool = False,
+    lesion_mask: Callable[[sitk.Image, np.ndarray, float], np.ndarray] | None = None,
     progress: Callable[[], None] = lambda: None,
 ) -> dict[float, list[dict[str, Any]]]:
     """Voxel + lesion metrics of ``map >= threshold`` against each pair's mask, per threshold, one row per
     subject; the map (``map_of(image)``, on the image's grid) is computed once per subject. With
-    ``probability_scores`` the rows also hold the threshold-free AUC-ROC and cross-entropy of the map."""
+    ``probability_scores`` the rows also hold the threshold-free AUC-ROC and cross-entropy of the map.
+    ``lesion_mask(image, map, threshold)``, when given, replaces the plain threshold (the pipeline's lesion stage)."""
     thresholds = tuple(thresholds)
     rows: dict[float, list[dict[str, Any]]] = {t: [] for t in thresholds}
     for pair in pairs:
@@ -36,7 +38,8 @@ def evaluate_maps(
         score_map = map_of(image)
         scores = probability_metrics(truth, score_map) if probability_scores else {}
         for threshold in thresholds:
-            metrics = subject_metrics(truth, score_map >= threshold, image.GetSpacing()[::-1])
+            mask = score_map >= threshold if lesion_mask is None else lesion_mask(image, score_map, threshold)
+            metrics = subject_metrics(truth, mask, image.GetSpacing()[::-1])
             rows[threshold].append({"subject": pair.name, **metrics, **scores})
         progress()
     return rows

@@ -134,3 +134,18 @@ def test_outlined_lesions_drop_vein_segments_the_detector_is_unsure_of_and_renum
     assert set(np.unique(labels)) == {0, 1} and labels[4, 31, 31] == 1 and labels[7, 20, 20] == 0
     probability[7, 20, 20] = 2 * VEIN_MAX_SCORE  # confident: kept, with the detector's outline
     assert len(outlined_lesions(image, probability, 0.05)[1]) == 2
+
+
+def test_threshold_choice_scores_the_lesions_detect_reports(tmp_path):
+    """The filter's operating threshold is chosen on what detect() outputs: evaluate_maps applies the lesion stage."""
+    from synthetic_cmb import write_dataset
+
+    from CMBDetectionLib.subject_evaluation import evaluate_maps
+    from CMBDetectionLib.training_data import find_pairs
+
+    pairs = find_pairs(write_dataset(tmp_path / "data", 1, shape_kji=(8, 48, 48)))
+    truth_map = lambda image: (sitk.GetArrayFromImage(image) < 200).astype(np.float32)  # noqa: E731  CMBs and air
+    plain = evaluate_maps(pairs, truth_map, (0.5,))[0.5][0]
+    emptied = evaluate_maps(pairs, truth_map, (0.5,), lesion_mask=lambda image, m, t: np.zeros(m.shape, bool))[0.5][0]
+    assert plain["lesion_sensitivity"] == 1.0 and plain["n_pred"] >= 3
+    assert emptied["n_pred"] == 0 and emptied["lesion_sensitivity"] == 0.0

@@ -158,6 +158,16 @@ def test_operating_threshold_is_the_most_sensitive_within_one_false_positive_per
     assert choose_threshold(over_budget) == 0.9  # none within budget: the best lesion F1, ties to the higher
 
 
+def test_thresholds_reaching_the_sensitivity_target_within_budget_compete_on_dice():
+    def row(sensitivity: float, fp: float, dice: float) -> dict[str, float]:
+        return {"lesion_sensitivity": sensitivity, "fp": fp, "lesion_f1": 0.5, "dice": dice}
+
+    rows = {0.01: [row(0.95, 1.5, 0.6)], 0.02: [row(0.92, 0.9, 0.70)], 0.03: [row(0.91, 0.6, 0.78)],
+            0.05: [row(0.89, 0.5, 0.82)]}
+    assert choose_threshold(rows) == 0.03  # 0.01 is over budget, 0.05 under target; 0.03 outlines better than 0.02
+    assert choose_threshold(rows, min_sensitivity=0.95) == 0.02  # nobody on target: the most sensitive in budget
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--crop", "50"], "multiple of 16"),
     (["--lr", "-1"], "--lr"),

@@ -20,7 +20,7 @@ DEVICES = {"auto": "Auto (GPU if available)", "gpu": "GPU", "cpu": "CPU"}
 #: the shipped UNet's operating threshold with its 3D false-positive filter (``lesion_filter.json``, chosen on
 #: validation data); a constant because the engine may not be installed yet when Slicer loads the module (a test
 #: keeps them equal)
-DEFAULT_THRESHOLD = 0.05
+DEFAULT_THRESHOLD = 0.03
 
 
 class Method(str, Enum):
