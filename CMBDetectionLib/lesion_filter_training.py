@@ -3,9 +3,9 @@
 The filter must learn from the UNet's behaviour on subjects it never trained on (on its own training data
 the UNet is overconfident), so give it fresh labelled volumes. They are split by subject (80:20, seeded):
 the boosted trees are fitted on the candidates of the first part; the operating threshold is chosen from
-:data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE` (the most sensitive within 1 false
-positive per subject), scored with the VALDO metrics on whole volumes as ``detect()`` reports them (outlines
-redrawn, vein segments dropped: :func:`pipeline.outlined_lesions`).
+:data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE` (the best Dice among thresholds
+reaching sensitivity 0.90 within 1 false positive per subject), scored with the VALDO metrics on whole volumes
+as ``detect()`` reports them (outlines redrawn, vein segments dropped: :func:`pipeline.outlined_lesions`).
 An optional separate held-out folder is scored at that threshold. ``lesion_filter.json`` goes into the
 model folder, and its checksum, data, split and metrics into the card.
 

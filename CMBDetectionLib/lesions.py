@@ -86,7 +86,8 @@ def remove_lesions(
     >>> kept_labels.tolist(), [(lesion.label, lesion.centre_ijk[0]) for lesion in kept]
     ([[[1, 0, 0, 0, 2]]], [(1, 0.0), (2, 4.0)])
     """
-    kept = [lesion for lesion in lesions if lesion.label not in set(drop)]
+    dropped = set(drop)
+    kept = [lesion for lesion in lesions if lesion.label not in dropped]
     renumber = np.zeros(int(labels.max(initial=0)) + 1, np.int32)
     renumber[[lesion.label for lesion in kept]] = np.arange(1, len(kept) + 1)
     return renumber[labels], [dataclasses.replace(lesion, label=n) for n, lesion in enumerate(kept, start=1)]

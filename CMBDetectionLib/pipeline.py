@@ -1,5 +1,5 @@
-"""The detection pipeline: volume -> probability map [-> 3D lesion filter] -> lesions [-> outlines redrawn]
--> MARS rating -> result.
+"""The detection pipeline: volume -> probability map [-> 3D lesion filter] -> lesions [-> outlines redrawn,
+vein check] -> MARS rating -> result.
 
 The CLI (``cmb-detect``) and the Slicer module both call :func:`detect`. Methods are modules exposing
 ``predict_probability(image, *, device, backend, progress, cancel)`` (plus ``model_dir`` when given); they are
