@@ -69,8 +69,8 @@ def lesions_from_labels(
     boxes = ndimage.find_objects(scored)  # per-lesion boxes: whole-volume label statistics would copy the volume
     lesions = []
     for region in regionprops(labels):
-        box = boxes[region.label - 1] if region.label <= len(boxes) else None
-        values = probability[box][scored[box] == region.label] if box is not None else np.zeros(1, np.float32)
+        box = boxes[region.label - 1]
+        values = probability[box][scored[box] == region.label]
         lesions.append(_lesion(region, image, spacing_kji, float(values.mean()), float(values.max())))
     return lesions
 
