@@ -276,7 +276,7 @@ class CMBDetectionTest(ScriptedLoadableModuleTest):
                           progress=None, cancel=None):
         import SimpleITK as sitk
 
-        from CMBDetectionLib.lesions import extract_lesions
+        from CMBDetectionLib.lesions.extraction import extract_lesions
         from CMBDetectionLib.results import DetectionResult
 
         probability = (sitk.GetArrayFromImage(image) < 20).astype(np.float32)

@@ -108,7 +108,7 @@ def operating_threshold(folder: str | os.PathLike | None = None) -> float:
 
 def load_unet(folder: str | os.PathLike | None = None):
     """Build the paper UNet and load the verified weights of the ``unet`` model (or of ``folder``)."""
-    from .unet_model import build_unet
+    from CMBDetectionLib.probability.unet.network import build_unet
 
     folder = model_dir("unet", folder)
     card = load_card(folder)

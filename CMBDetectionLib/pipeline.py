@@ -20,17 +20,17 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
-from .lesion_filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
-from .lesion_outline import outline_lesions, vein_like
-from .lesions import extract_lesions, lesion_labels, lesions_from_labels, remove_lesions
-from .model_store import DEFAULT_THRESHOLD, ModelError, load_card, operating_threshold
-from .model_store import model_dir as find_model_dir
-from .registration import RegistrationError
-from .results import DetectionResult, Lesion
+from CMBDetectionLib.lesions.filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
+from CMBDetectionLib.lesions.outline import outline_lesions, vein_like
+from CMBDetectionLib.lesions.extraction import extract_lesions, lesion_labels, lesions_from_labels, remove_lesions
+from CMBDetectionLib.model_store import DEFAULT_THRESHOLD, ModelError, load_card, operating_threshold
+from CMBDetectionLib.model_store import model_dir as find_model_dir
+from CMBDetectionLib.mars.registration import RegistrationError
+from CMBDetectionLib.results import DetectionResult, Lesion
 
 log = logging.getLogger(__name__)
 
-METHODS = {"unet": "unet_inference", "two-stage": "two_stage"}
+METHODS = {"unet": "CMBDetectionLib.probability.unet.inference", "two-stage": "CMBDetectionLib.probability.two_stage.method"}
 # The shipped model folder each method reads (under models/), for provenance.
 METHOD_MODELS = {"unet": "unet", "two-stage": "resnet50"}
 # Share of the progress bar given to the probability map (and to the lesion filter); lesions and MARS take the rest.
@@ -46,7 +46,7 @@ def method_module(method: str):
     """Import the module implementing ``method`` (``unet`` or ``two-stage``)."""
     if method not in METHODS:
         raise ValueError(f"method {method!r} unknown; choose one of {', '.join(METHODS)}.")
-    return importlib.import_module(f".{METHODS[method]}", __package__)
+    return importlib.import_module(METHODS[method])
 
 
 def _scaled(progress: Callable[[float], None] | None, start: float, share: float) -> Callable[[float], None] | None:
@@ -82,7 +82,7 @@ def default_threshold(method: str, model_dir: str | os.PathLike | None, lesion_f
 
 def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray) -> list[dict[str, Any]]:
     """Fill each lesion's MARS fields (region, side, category, certainty) and return the count table."""
-    from .mars import MarsRater, count_table
+    from CMBDetectionLib.mars.rating import MarsRater, count_table
 
     MarsRater.from_image(image).annotate(lesions, label_map)
     return count_table(lesions)

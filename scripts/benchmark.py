@@ -30,7 +30,7 @@ def synthetic_volume(size: int, slices: int, spacing: float) -> sitk.Image:
 def model_folder() -> Path:
     """The installed model, or a temporary one with random weights."""
     from CMBDetectionLib.model_store import WEIGHTS_NAME, model_dir, save_weights_npz, write_card
-    from CMBDetectionLib.unet_model import build_unet
+    from CMBDetectionLib.probability.unet.network import build_unet
 
     if (model_dir("unet") / WEIGHTS_NAME).is_file():
         return model_dir("unet")
@@ -47,7 +47,7 @@ def peak_memory_mb() -> float:
 
 def seconds_per_volume(backend, size: int, slices: int, spacing: float, repeats: int = 1) -> float:
     """Wall-clock seconds of ``unet_inference.predict_probability`` on one volume (after a warm-up)."""
-    from CMBDetectionLib.unet_inference import predict_probability
+    from CMBDetectionLib.probability.unet.inference import predict_probability
 
     image = synthetic_volume(size, slices, spacing)
     predict_probability(synthetic_volume(size, 8, spacing), backend=backend)  # warm-up: graph tracing
@@ -63,11 +63,11 @@ def two_stage_seconds(device: str = "auto") -> dict[str, float]:
     A phantom, not noise, because the stage-one cost depends on the anatomy (how many dark components).
     Uses the installed ``models/resnet50`` or, when absent, an untrained 64-pixel ResNet50.
     """
-    from CMBDetectionLib.brain_mask import brain_mask_array
-    from CMBDetectionLib.phantom import generate_subject
-    from CMBDetectionLib.preprocessing import to_axial
-    from CMBDetectionLib.resnet_classifier import build_classifier, load_classifier
-    from CMBDetectionLib.two_stage import StageSettings, classify_patches, stage_one
+    from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
+    from CMBDetectionLib.phantoms.generator import generate_subject
+    from CMBDetectionLib.probability.unet.slicing import to_axial
+    from CMBDetectionLib.probability.two_stage.classifier import build_classifier, load_classifier
+    from CMBDetectionLib.probability.two_stage.method import StageSettings, classify_patches, stage_one
 
     try:
         model, card = load_classifier()
@@ -94,12 +94,12 @@ def lesion_filter_seconds() -> dict[str, float]:
     A phantom, not noise: the cost grows with the number of UNet peaks, i.e. with the anatomy. Needs the shipped
     UNet and its filter.
     """
-    from CMBDetectionLib.lesion_candidates import find_candidates
-    from CMBDetectionLib.lesion_features import candidate_features
-    from CMBDetectionLib.lesion_filter import load_lesion_filter
+    from CMBDetectionLib.lesions.peak_candidates import find_candidates
+    from CMBDetectionLib.lesions.features import candidate_features
+    from CMBDetectionLib.lesions.filter import load_lesion_filter
     from CMBDetectionLib.model_store import model_dir
-    from CMBDetectionLib.phantom import generate_subject
-    from CMBDetectionLib.unet_inference import predict_probability
+    from CMBDetectionLib.phantoms.generator import generate_subject
+    from CMBDetectionLib.probability.unet.inference import predict_probability
 
     image = sitk.Cast(generate_subject(303).image, sitk.sitkFloat32)
     probability = predict_probability(image, backend="onnxruntime")
@@ -127,7 +127,7 @@ def phantom_volume(folder: Path, size: int, n_slices: int = SPEED_SLICES) -> Pat
 
     The default 2 mm slab is 300 mm high, so as in a real acquisition part of the slices show no head.
     """
-    from CMBDetectionLib.phantom import generate_subject
+    from CMBDetectionLib.phantoms.generator import generate_subject
 
     path = folder / f"phantom_{size}x{size}x{n_slices}.nii.gz"
     if not path.exists():
@@ -146,8 +146,8 @@ def speed_model_dir(folder: Path) -> Path:
     import keras
 
     from CMBDetectionLib.model_store import WEIGHTS_NAME, save_weights_npz, write_card
-    from CMBDetectionLib.onnx_export import add_onnx_to_model_dir
-    from CMBDetectionLib.unet_model import ENCODER_FILTERS, build_unet
+    from CMBDetectionLib.training.onnx_export import add_onnx_to_model_dir
+    from CMBDetectionLib.probability.unet.network import ENCODER_FILTERS, build_unet
 
     print("note: no shipped UNet with an ONNX export; timing a random-weight UNet of the same architecture")
     folder.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ def speed_model_dir(folder: Path) -> Path:
 
 def model_slices(volume_path: Path) -> np.ndarray:
     """All axial slices of the volume, normalised, as one ``(n, 256, 256, 1)`` batch (what the model sees)."""
-    from CMBDetectionLib.preprocessing import model_slices as preprocess
+    from CMBDetectionLib.probability.unet.slicing import model_slices as preprocess
 
     return np.ascontiguousarray(preprocess(sitk.ReadImage(str(volume_path), sitk.sitkFloat32))[..., np.newaxis])
 
@@ -187,7 +187,7 @@ def backend_devices() -> list[str]:
     import onnxruntime as ort
     import tensorflow as tf
 
-    from CMBDetectionLib.onnx_backend import GPU_PROVIDERS
+    from CMBDetectionLib.probability.backends.onnxruntime_backend import GPU_PROVIDERS
 
     gpu = tf.config.list_physical_devices("GPU") or set(GPU_PROVIDERS) & set(ort.get_available_providers())
     return ["cpu", "gpu"] if gpu else ["cpu"]
@@ -224,9 +224,9 @@ def run_cmb_detect(volume_path: Path, model_dir: Path, out_dir: Path, *options: 
 def inference_speed(work: Path, repeats: int = 3) -> dict[str, float]:
     """Pure-model time of each backend and device (150 slices 256x256), end-to-end cmb-detect time, their ratio,
     and peak memory of cmb-detect on 256x256x150 and 512x512x150 phantoms. Prints and returns the figures."""
-    from CMBDetectionLib.backends import TensorFlowBackend
-    from CMBDetectionLib.onnx_backend import OnnxRuntimeBackend
-    from CMBDetectionLib.unet_inference import BATCH_SIZE, head_slices
+    from CMBDetectionLib.probability.backends.choice import TensorFlowBackend
+    from CMBDetectionLib.probability.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from CMBDetectionLib.probability.unet.inference import BATCH_SIZE, head_slices
 
     model_dir = speed_model_dir(work / "model")
     volume_256 = phantom_volume(work, 256)
@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true",
                         help="pure model (TF, ONNX Runtime) vs end-to-end cmb-detect on phantoms, peak memory (minutes)")
     args = parser.parse_args()
-    from CMBDetectionLib.backends import make_backend
+    from CMBDetectionLib.probability.backends.choice import make_backend
 
     backend = make_backend(args.backend, model_folder(), args.device)
     print(f"backend={backend.name} device={backend.device}")

@@ -31,22 +31,22 @@ from .result_nodes import ResultNodes, add_point, add_segment, fill_segments, le
 
 log = logging.getLogger(__name__)
 
-#: (volume image, centre RAS, new label) -> (Lesion, [k, j, i] mask); default CMBDetectionLib.lesion_growing.grow_lesion
+#: (volume image, centre RAS, new label) -> (Lesion, [k, j, i] mask); default CMBDetectionLib.lesions.growing.grow_lesion
 Grower = Callable[[Any, tuple[float, float, float], int], tuple[Lesion, np.ndarray]]
-#: centre RAS -> (region, category, side); default from CMBDetectionLib.mars.MarsRater
+#: centre RAS -> (region, category, side); default from CMBDetectionLib.mars.rating.MarsRater
 Locator = Callable[[tuple[float, float, float]], tuple[str, str, str]]
-#: accepted lesions -> MARS count rows; default CMBDetectionLib.mars.count_table
+#: accepted lesions -> MARS count rows; default CMBDetectionLib.mars.rating.count_table
 Counter = Callable[[list[Lesion]], list[dict[str, Any]]]
 
 
 def _mars_regions() -> dict[str, str]:
-    from CMBDetectionLib.mars_regions import MARS_REGIONS
+    from CMBDetectionLib.mars.regions import MARS_REGIONS
 
     return MARS_REGIONS
 
 
 def default_count_table(lesions: list[Lesion]) -> list[dict[str, Any]]:
-    from CMBDetectionLib.mars import count_table
+    from CMBDetectionLib.mars.rating import count_table
 
     return count_table(lesions)
 
@@ -161,7 +161,7 @@ class LesionResults:
     def add_lesion_at(self, centre_ras: tuple[float, float, float], point_id: str | None = None) -> Lesion:
         """Grow a new lesion from the dark blob at ``centre_ras``; its point is ``point_id`` or a new one.
 
-        Raises ``CMBDetectionLib.lesion_growing.NoLesionHere`` when there is no dark blob there.
+        Raises ``CMBDetectionLib.lesions.growing.NoLesionHere`` when there is no dark blob there.
         """
         from .volume_conversion import volume_to_image
 
@@ -188,7 +188,7 @@ class LesionResults:
 
     def _grower(self) -> Grower:
         if self._grow is None:
-            from CMBDetectionLib.lesion_growing import grow_lesion
+            from CMBDetectionLib.lesions.growing import grow_lesion
 
             self._grow = lambda image, ras, label: grow_lesion(image, ras, label)
         return self._grow
@@ -239,7 +239,7 @@ class LesionResults:
                 self._add_from_point(point_id, index)
 
     def _add_from_point(self, point_id: str, index: int) -> None:
-        from CMBDetectionLib.lesion_growing import NoLesionHere
+        from CMBDetectionLib.lesions.growing import NoLesionHere
 
         try:
             self.add_lesion_at(tuple(self.nodes.points.GetNthControlPointPosition(index)), point_id)

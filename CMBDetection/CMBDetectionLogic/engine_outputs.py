@@ -1,7 +1,7 @@
 """Read back what a background ``cmb-detect`` run wrote: the lesion list and the label map.
 
 The engine writes ``S_lesions.csv`` (one row per lesion, ``Lesion.as_row`` columns) and ``S_cmb.seg.nrrd``
-(the label map, one layer, lesion labels as label values); see ``CMBDetectionLib.outputs``.
+(the label map, one layer, lesion labels as label values); see ``CMBDetectionLib.outputs.files``.
 
 >>> lesions, label_map = read_engine_outputs("/tmp/run", "input", reference)    # doctest: +SKIP
 """

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import vtk
 
 import slicer
-from CMBDetectionLib.volume_io import array_to_image
+from CMBDetectionLib.imageio.volumes import array_to_image
 
 from .correction_sync import LesionResults
 from .result_nodes import segment_ids_by_lesion
@@ -54,7 +54,7 @@ def lesion_label_map(results: LesionResults) -> np.ndarray:
 
 
 def export_results(results: LesionResults, folder: str | os.PathLike, stem: str | None = None) -> dict[str, Path]:
-    """Write all five files; returns their paths by kind (same keys as ``CMBDetectionLib.outputs.output_paths``)."""
+    """Write all five files; returns their paths by kind (same keys as ``CMBDetectionLib.outputs.files.output_paths``)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     stem = stem or results.volume_node.GetName().replace(" ", "_")

@@ -64,7 +64,7 @@ def _default_detector(image, **kwargs):
 def _default_locator(volume_node) -> Locator | None:
     """MARS location of added lesions from the engine's rater (registration runs once per volume)."""
     try:
-        from CMBDetectionLib.mars import MarsRater
+        from CMBDetectionLib.mars.rating import MarsRater
     except ImportError:
         return None
     rater = MarsRater.from_image(volume_to_image(volume_node))

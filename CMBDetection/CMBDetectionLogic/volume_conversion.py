@@ -1,7 +1,7 @@
 """The one place where a Slicer volume node becomes a SimpleITK image (and a label array goes back to MRML).
 
 Slicer keeps geometry in an IJK-to-RAS matrix; SimpleITK in LPS origin/spacing/direction. The RAS/LPS flip goes
-through ``CMBDetectionLib.volume_io.ras_to_lps`` like everywhere else in the project.
+through ``CMBDetectionLib.imageio.volumes.ras_to_lps`` like everywhere else in the project.
 
 >>> image = volume_to_image(volumeNode)            # doctest: +SKIP
 """
@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import vtk
 
 import slicer
-from CMBDetectionLib.volume_io import ras_to_lps
+from CMBDetectionLib.imageio.volumes import ras_to_lps
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 

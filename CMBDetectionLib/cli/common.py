@@ -18,7 +18,7 @@ import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from ..volume_io import VolumeError
+from CMBDetectionLib.imageio.volumes import VolumeError
 
 # TensorFlow's start-up banner (CPU features, absl) is noise on a command line; set before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

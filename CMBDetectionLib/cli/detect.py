@@ -12,8 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from ..volume_io import read_volume, volume_stem
-from .common import EXIT_FAILED, EXIT_OK, CLIError, make_parser, percent_bar, run_cli
+from CMBDetectionLib.imageio.volumes import read_volume, volume_stem
+from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, CLIError, make_parser, percent_bar, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 def _detect_one(path: str, args: argparse.Namespace, backend) -> str:
     """Run the pipeline on one input and write its files; returns the summary line."""
-    from ..outputs import write_outputs
-    from ..pipeline import detect
-    from ..volume_io import write_image, array_to_image
+    from CMBDetectionLib.outputs.files import write_outputs
+    from CMBDetectionLib.pipeline import detect
+    from CMBDetectionLib.imageio.volumes import write_image, array_to_image
 
     image = read_volume(path, args.series)
     stem = volume_stem(path)
@@ -99,7 +99,7 @@ def _shared_backend(args: argparse.Namespace):
     """One UNet backend for all inputs (loading the model once); other methods get the name."""
     if args.method != "unet":
         return args.backend
-    from ..backends import make_backend
+    from CMBDetectionLib.probability.backends.choice import make_backend
 
     return make_backend(args.backend, args.model_dir, args.device)
 

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import SimpleITK as sitk
 
-from ..volume_io import VOLUME_SUFFIXES, read_image_file, volume_stem
-from .common import EXIT_OK, CLIError, make_parser, run_cli
+from CMBDetectionLib.imageio.volumes import VOLUME_SUFFIXES, read_image_file, volume_stem
+from CMBDetectionLib.cli.common import EXIT_OK, CLIError, make_parser, run_cli
 
 EPILOG = """pairing: files are matched by subject key = file stem without a trailing "_cmb" and then "_swi".
   ground truth: GT/<name>_cmb.nii.gz (cmb-phantom), or every volume in GT when none ends in _cmb
@@ -57,7 +57,7 @@ def pair_files(gt_dir: Path, pred_dir: Path) -> list[tuple[str, Path, Path, Path
 
 
 def evaluate_subject(gt_path: Path, pred_path: Path, prob_path: Path | None) -> dict[str, float]:
-    from ..metrics import subject_metrics
+    from CMBDetectionLib.evaluation.metrics import subject_metrics
 
     gt_image = read_image_file(gt_path)
     pred_image = read_image_file(pred_path)
@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def body(args: argparse.Namespace) -> int:
-    from ..metrics import summarise
-    from ..outputs import write_csv
+    from CMBDetectionLib.evaluation.metrics import summarise
+    from CMBDetectionLib.outputs.files import write_csv
 
     rows = [{"subject": key, **evaluate_subject(g, p, q)} for key, g, p, q in pair_files(Path(args.gt), Path(args.pred))]
     summary = summarise(rows)

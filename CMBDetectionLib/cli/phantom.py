@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .common import EXIT_OK, CLIError, make_parser, progress_bar, run_cli
+from CMBDetectionLib.cli.common import EXIT_OK, CLIError, make_parser, progress_bar, run_cli
 
 log = logging.getLogger("cmb-phantom")
 
@@ -71,7 +71,7 @@ def _check_output(folder: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..phantom import generate_subject, write_subject
+    from CMBDetectionLib.phantoms.generator import generate_subject, write_subject
 
     _check_output(args.output)
     started = time.perf_counter()

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..training_data import LAYOUT_HELP
-from .common import EXIT_OK, CLIError, make_parser, percent_bar, run_cli
+from CMBDetectionLib.training.data import LAYOUT_HELP
+from CMBDetectionLib.cli.common import EXIT_OK, CLIError, make_parser, percent_bar, run_cli
 
 EPILOG = LAYOUT_HELP + """
 
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace):
-    from ..unet_training import TrainConfig
+    from CMBDetectionLib.training.unet import TrainConfig
 
     checks = [
         (args.epochs >= 1, "--epochs must be at least 1"),
@@ -102,7 +102,7 @@ def _config(args: argparse.Namespace):
 
 def _train_two_stage(args: argparse.Namespace) -> int:
     """``--method two-stage``: train the ResNet50 classifier (and evaluate on ``--eval-dir`` when given)."""
-    from ..two_stage_training import evaluate_two_stage, record_heldout, train_two_stage
+    from CMBDetectionLib.training.two_stage import evaluate_two_stage, record_heldout, train_two_stage
 
     if args.patch_size < 32:
         raise CLIError(f"--patch-size {args.patch_size} is too small for ResNet50; use 32 or more")
@@ -121,8 +121,8 @@ def _train_two_stage(args: argparse.Namespace) -> int:
 
 def _train_lesion_filter(args: argparse.Namespace) -> int:
     """``--method lesion-filter``: fit the UNet's false-positive filter and record it in OUTDIR's card."""
-    from ..lesion_filter_training import train_lesion_filter
-    from ..model_store import CARD_NAME
+    from CMBDetectionLib.training.lesion_filter import train_lesion_filter
+    from CMBDetectionLib.model_store import CARD_NAME
 
     if not (Path(args.output) / CARD_NAME).is_file():
         raise CLIError(f"{args.output}: no trained UNet here ({CARD_NAME} missing); train one first "
@@ -145,7 +145,7 @@ def body(args: argparse.Namespace) -> int:
     if args.method == "lesion-filter":
         return _train_lesion_filter(args)
     config = _config(args)
-    from ..unet_training import train
+    from CMBDetectionLib.training.unet import train
 
     card = train(config, verbose=0 if args.quiet else 2)
     validation = card.get("metrics", {}).get("validation", {}).get("mean", {})

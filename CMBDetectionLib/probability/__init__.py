@@ -1,0 +1,1 @@
+"""Probability maps: the UNet (slice by slice, through a backend) and the two-stage method."""

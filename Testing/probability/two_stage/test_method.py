@@ -1,0 +1,182 @@
+"""Two-stage method: patches, augmentation, the ResNet50 classifier, training, and the detection contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from repo_paths import REPO_ROOT
+import pytest
+import SimpleITK as sitk
+
+from CMBDetectionLib.probability.two_stage.patches import augment, balanced_batch, extract_patches
+from CMBDetectionLib.training.two_stage import patch_metrics
+
+MODELS = REPO_ROOT / "models" / "resnet50"
+RESNET50_PARAMS = 23_587_712 + 2049  # keras ResNet50 without top (any input size) + a 2048->1 sigmoid unit
+
+
+def _blob_volume() -> tuple[np.ndarray, tuple[float, float, float]]:
+    volume = np.full((9, 60, 60), 0.6, np.float32)
+    volume[3:6, 28:33, 38:43] = 0.1  # dark blob 3 slices thick around (4, 30, 40)
+    return volume, (2.0, 0.9, 0.9)
+
+
+def test_patch_is_centred_on_the_candidate_with_adjacent_slices_as_channels():
+    volume, spacing = _blob_volume()
+    volume[5] += 0.2  # make slice k+1 distinguishable from slice k-1
+    patches = extract_patches(volume, np.array([[4.0, 30.0, 40.0]]), spacing, patch_size=32, field_of_view_mm=16.0)
+    assert patches.shape == (1, 32, 32, 3)
+    centre, corner = patches[0, 15:17, 15:17], patches[0, :3, :3]
+    assert np.all(centre[..., 1] < 0.2) and np.all(corner[..., 1] > 0.5)
+    assert np.all(patches[0, ..., 2] > patches[0, ..., 0])  # channel order k-1, k, k+1
+
+
+def test_patch_outside_the_volume_is_zero_and_empty_input_gives_no_patches():
+    volume, spacing = _blob_volume()
+    patch = extract_patches(volume, np.array([[0.0, 0.0, 0.0]]), spacing, patch_size=32, field_of_view_mm=32.0)[0]
+    assert patch[0, 0, 1] == 0.0 and patch[-1, -1, 1] > 0.5
+    assert extract_patches(volume, np.zeros((0, 3)), spacing).shape == (0, 64, 64, 3)
+
+
+def test_augmentation_keeps_shape_and_dark_centre_and_batches_are_balanced():
+    volume, spacing = _blob_volume()
+    patch = extract_patches(volume, np.array([[4.0, 30.0, 40.0]]), spacing, patch_size=32, field_of_view_mm=16.0)[0]
+    rng = np.random.default_rng(0)
+    outs = [augment(patch, rng) for _ in range(8)]
+    assert all(o.shape == patch.shape and o.dtype == np.float32 for o in outs)
+    assert all(o[14:18, 14:18, 1].mean() < 0.4 < o[:4, :4, 1].mean() for o in outs)  # rotation is about the centre
+    assert len({o.tobytes() for o in outs}) == len(outs)
+    labels = np.array([1] + [0] * 20)
+    x, y = balanced_batch(np.repeat(patch[None], 21, axis=0), labels, 16, rng)
+    assert x.shape == (16, 32, 32, 3) and y.sum() == 8
+    with pytest.raises(ValueError, match="both classes"):
+        balanced_batch(np.repeat(patch[None], 3, axis=0), np.zeros(3), 4, rng)
+
+
+def test_patch_metrics_follow_the_paper_definitions():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    scores = np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.1, 0.3, 0.0])
+    m = patch_metrics(labels, scores)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 4)
+    assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(0.8)
+    assert m["accuracy"] == pytest.approx(6 / 8) and m["fpr"] == pytest.approx(0.2)
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet():
+    from CMBDetectionLib.probability.two_stage.classifier import build_classifier
+
+    return build_classifier(32)
+
+
+def test_classifier_is_resnet50_with_the_configured_input(tiny_resnet):
+    assert tiny_resnet.input_shape == (None, 32, 32, 3)
+    assert tiny_resnet.output_shape == (None, 1)
+    assert tiny_resnet.count_params() == RESNET50_PARAMS
+    names = {layer.name for layer in tiny_resnet.layers}
+    assert {"conv1_conv", "conv5_block3_out", "avg_pool"} <= names
+    with pytest.raises(ValueError, match="too small"):
+        from CMBDetectionLib.probability.two_stage.classifier import build_classifier
+
+        build_classifier(16)
+
+
+def test_missing_imagenet_file_is_a_clear_error(tmp_path):
+    from CMBDetectionLib.probability.two_stage.classifier import imagenet_weights_path
+
+    with pytest.raises(FileNotFoundError, match="ImageNet weights file not found"):
+        imagenet_weights_path(tmp_path / "nope.h5")
+
+
+def test_a_short_training_run_lowers_the_loss(tiny_resnet):
+    import keras
+
+    from CMBDetectionLib.probability.two_stage.classifier import to_network_input
+
+    volume, spacing = _blob_volume()
+    cmb = extract_patches(volume, np.array([[4.0, 30.0, 40.0]]), spacing, patch_size=32, field_of_view_mm=16.0)
+    background = extract_patches(volume, np.array([[4.0, 12.0, 12.0]]), spacing, patch_size=32, field_of_view_mm=16.0)
+    rng = np.random.default_rng(1)
+    x, y = balanced_batch(np.concatenate([cmb, background]), np.array([1, 0]), 8, rng)
+    # Eager: tracing ResNet50's graph train step costs ~90 s on two cores, five eager steps far less.
+    tiny_resnet.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", run_eagerly=True)
+    losses = [float(tiny_resnet.train_on_batch(to_network_input(x), y)) for _ in range(5)]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+SMALL_PHANTOM = dict(size=128, spacing=1.8, slice_thickness=3.0, n_slices=40)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tiny_resnet, tmp_path_factory):
+    """A model folder holding an (untrained) 32-pixel ResNet50, to test the output contract without shipped weights."""
+    from CMBDetectionLib.probability.two_stage.classifier import save_classifier
+    from CMBDetectionLib.probability.two_stage.method import StageSettings
+
+    folder = tmp_path_factory.mktemp("resnet50")
+    save_classifier(tiny_resnet, folder, {"input_shape": [32, 32, 3], **StageSettings(patch_size=32).card_sections()})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_phantom():
+    from CMBDetectionLib.phantoms.generator import generate_subject
+
+    return generate_subject(312, **SMALL_PHANTOM)
+
+
+def test_detect_two_stage_gives_the_unet_output_contract(small_phantom, tiny_model_dir, tmp_path):
+    from CMBDetectionLib.pipeline import detect
+    from CMBDetectionLib.results import DetectionResult
+
+    image = sitk.Cast(small_phantom.image, sitk.sitkFloat32)
+    fractions = []
+    result = detect(image, method="two-stage", model_dir=tiny_model_dir, mars=False, device="cpu", progress=fractions.append)
+    assert isinstance(result, DetectionResult) and result.reference is image
+    assert result.probability.shape == result.label_map.shape == sitk.GetArrayViewFromImage(image).shape
+    assert result.probability.dtype == np.float32
+    assert 0.0 <= result.probability.min() and result.probability.max() <= 1.0
+    assert (result.probability > 0).sum() < 0.01 * result.probability.size  # only candidate voxels carry a score
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    for lesion in result.lesions:  # every lesion is a thresholded candidate: one score inside it
+        assert lesion.max_probability >= 0.5 and lesion.mean_probability == pytest.approx(lesion.max_probability, abs=1e-3)
+    assert result.provenance["method"] == "two-stage"
+    from CMBDetectionLib.outputs.files import write_outputs
+
+    paths = write_outputs(result, tmp_path, "phantom")
+    mask = sitk.ReadImage(str(paths["mask"]))
+    assert mask.GetSize() == image.GetSize() and mask.GetOrigin() == pytest.approx(image.GetOrigin(), abs=1e-3)
+    assert paths["lesions_csv"].read_text().count("\n") == len(result.lesions) + 1
+
+
+def test_two_stage_cancel_and_bad_arguments(small_phantom, tiny_model_dir):
+    from CMBDetectionLib.pipeline import DetectionCancelled
+    from CMBDetectionLib.probability.two_stage.method import predict_probability
+
+    image = sitk.Cast(small_phantom.image, sitk.sitkFloat32)
+    with pytest.raises(DetectionCancelled):
+        predict_probability(image, model_dir=tiny_model_dir, cancel=lambda: True)
+    with pytest.raises(ValueError, match="backend 'onnxruntime' is not available"):
+        predict_probability(image, model_dir=tiny_model_dir, backend="onnxruntime")
+    with pytest.raises(ValueError, match="device 'tpu' unknown"):
+        predict_probability(image, model_dir=tiny_model_dir, device="tpu")
+    from CMBDetectionLib.model_store import ModelError
+
+    with pytest.raises(ModelError, match="no trained model here"):
+        predict_probability(image, model_dir=tiny_model_dir.parent / "missing")
+
+
+@pytest.mark.skipif(not (MODELS / "model_card.json").is_file(), reason="no shipped two-stage weights in models/resnet50 yet")
+def test_shipped_two_stage_model_finds_the_cmbs_of_an_unseen_phantom():
+    from CMBDetectionLib.evaluation.metrics import lesion_metrics
+    from CMBDetectionLib.phantoms.generator import generate_subject
+    from CMBDetectionLib.pipeline import detect
+
+    subject = generate_subject(303)  # 15 CMBs; a test seed: never in training (1000-8999) or held-out (9000+) data
+    result = detect(sitk.Cast(subject.image, sitk.sitkFloat32), method="two-stage", mars=False, device="cpu")
+    scores = lesion_metrics(sitk.GetArrayFromImage(subject.cmb_mask), result.mask, subject.image.GetSpacing()[::-1])
+    # Shipped model (card: held-out lesion sensitivity 0.58, 40 FP/subject) finds 9 of 15 here, with 30 FP.
+    assert scores["n_gt"] >= 10
+    assert scores["lesion_sensitivity"] >= 0.5, scores
+    assert scores["fp"] <= 45, scores
