@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test figure clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[test]"
@@ -17,7 +17,9 @@ demo: $(STAMP)
 	$(BIN)/cmb-detect --demo -o demo_output
 	$(BIN)/cmb-eval --gt CMBDetectionLib/data --pred demo_output
 
+# The linter first (seconds), then the tests and the doctests (pytest config in pyproject.toml).
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 figure: $(STAMP)

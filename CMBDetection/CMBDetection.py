@@ -6,6 +6,8 @@ with ``slicer-core``); this file only wires it to the GUI.
 
 from __future__ import annotations
 
+import logging
+import sys
 import tempfile
 from typing import Annotated, Optional
 
@@ -25,10 +27,19 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from CMBDetectionLogic import CorrectionsWouldBeLost, DetectionLogic, DetectionSettings, Device, Method, RunStatus
-from CMBDetectionLogic.dependencies import ensure_dependencies
-from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD
-from CMBDetectionLogic.run_state import RunState, detect_button, input_state
+from CMBDetectionLogic.support import unsupported_reason
+
+# Checked before anything that needs a newer Python is imported: a clear message instead of a SyntaxError.
+_UNSUPPORTED = unsupported_reason((slicer.app.majorVersion, slicer.app.minorVersion), sys.version_info[:2])
+if _UNSUPPORTED:
+    logging.error(_UNSUPPORTED)
+    raise ImportError(_UNSUPPORTED)
+
+from CMBDetectionLogic import CorrectionsWouldBeLost, DetectionLogic, DetectionSettings, Device, Method, RunStatus  # noqa: E402
+from CMBDetectionLogic.dependencies import ensure_dependencies  # noqa: E402
+from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD  # noqa: E402
+from CMBDetectionLogic.run_state import RunState, detect_button, input_state, method_note  # noqa: E402
+from CMBDetectionLogic.sample_data import demo_sample  # noqa: E402
 
 POLL_MS = 300
 
@@ -52,6 +63,23 @@ class CMBDetection(ScriptedLoadableModule):
             "Heliyon 2023; and Afzal, Khan, Lee, A Transfer Learning-Based Approach to Detect Cerebral Microbleeds, "
             "Computers, Materials &amp; Continua 2022. MARS: Gregoire et al., Neurology 2009."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """The demo SWI phantom (11 known CMBs) in the Sample Data module, checked by its SHA256."""
+    import SampleData
+
+    sample = demo_sample()
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="CMB Detection",
+        sampleName=sample.name,
+        uris=sample.uri,
+        fileNames=sample.file_name,
+        nodeNames=sample.name,
+        checksums=sample.checksum,
+        thumbnailFileName=None,
+    )
 
 
 @parameterNodeWrapper
@@ -103,6 +131,7 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.hide()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
         self.ui.rejectButton.connect("clicked(bool)", self.onRejectButton)
         self.ui.addLesionButton.connect("clicked(bool)", self.onAddLesionButton)
@@ -124,6 +153,11 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+
+    def onSceneEndImport(self, caller, event) -> None:
+        """A loaded scene (.mrb) may hold earlier results: take them over so Reject, Add and Export work again."""
+        if self.logic.relink(slicer.mrmlScene):
+            self._updateGui()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -162,6 +196,11 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             widget.enabled = results is not None and self._run is None
         # The 3D false-positive filter belongs to the UNet; the two-stage method has its own classifier.
         self.ui.lesionFilterCheckBox.enabled = self._parameterNode is not None and self._parameterNode.method == Method.UNET
+        # A run's results belong to the volume it started on: no switching while it runs.
+        self.ui.inputVolumeSelector.enabled = self._run is None
+        note = method_note(self._parameterNode.method.value) if self._parameterNode else ""
+        if note and self._run is None:
+            self._showMessage(note)
 
     def _showMessage(self, message: str) -> None:
         self.ui.statusLabel.text = message
@@ -179,8 +218,15 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._run.cancel()
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start detection."), waitCursor=True):
-            if not ensure_dependencies(lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle=_("Install packages"))):
-                self._showMessage(_("Detection needs the listed Python packages; nothing was installed."))
+            installed = ensure_dependencies(lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle=_("Install packages")))
+            if installed.restart_for and slicer.util.confirmYesNoDisplay(
+                _("Updated packages that Slicer had already loaded ({names}) work only after a restart. Restart Slicer now?")
+                .format(names=", ".join(installed.restart_for))
+            ):
+                slicer.util.restart()
+                return
+            if not installed.ready:
+                self._showMessage(installed.message)
                 return
             volume = self._parameterNode.inputVolume
             overwrite = False
@@ -209,19 +255,20 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._timer.stop()
         run, self._run = self._run, None
-        volume = self._parameterNode.inputVolume
-        with slicer.util.tryWithErrorDisplay(_("Failed to load the detection results."), waitCursor=True):
-            outcome = self.logic.finish_background(volume, run)
-            self._showMessage(outcome.message)
-            if outcome.status is RunStatus.DONE:
-                nodes = outcome.results.nodes
-                self._parameterNode.segmentation = nodes.segmentation
-                self._parameterNode.lesionPoints = nodes.points
-                self._parameterNode.lesionTable = nodes.lesion_table
-                self._parameterNode.marsTable = nodes.mars_table
-                slicer.util.setSliceViewerLayers(background=volume, fit=True)
-        self.ui.progressBar.hide()
-        self._updateGui()
+        try:  # whatever happens while loading, the panel leaves the running state
+            with slicer.util.tryWithErrorDisplay(_("Failed to load the detection results."), waitCursor=True):
+                outcome = self.logic.finish_background(run)  # onto the volume the run started on
+                self._showMessage(outcome.message)
+                if outcome.status is RunStatus.DONE and self._parameterNode is not None:
+                    nodes = outcome.results.nodes
+                    self._parameterNode.segmentation = nodes.segmentation
+                    self._parameterNode.lesionPoints = nodes.points
+                    self._parameterNode.lesionTable = nodes.lesion_table
+                    self._parameterNode.marsTable = nodes.mars_table
+                    slicer.util.setSliceViewerLayers(background=run.target, fit=True)
+        finally:
+            self.ui.progressBar.hide()
+            self._updateGui()
 
     # ---- corrections and export -----------------------------------------------------------------------------
     def _selectedLesion(self) -> Optional[int]:
@@ -271,21 +318,6 @@ class CMBDetectionTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_CMBDetection1()
 
-    @staticmethod
-    def _darkBlobDetector(image, *, method, threshold, device, use_lesion_filter=True, redraw_outlines=True,
-                          progress=None, cancel=None):
-        import SimpleITK as sitk
-
-        from CMBDetectionLib.lesions.extraction import extract_lesions
-        from CMBDetectionLib.results import DetectionResult
-
-        probability = (sitk.GetArrayFromImage(image) < 20).astype(np.float32)
-        labelMap, lesions = extract_lesions(probability, image, threshold)
-        for lesion in lesions:
-            lesion.region, lesion.category, lesion.certainty = "frontal", "lobar", "definite"
-            lesion.side = "right" if lesion.centre_ras[0] > 0 else "left"
-        return DetectionResult(image, probability, labelMap, lesions, {"method": method})
-
     def test_CMBDetection1(self):
         self.delayDisplay("Starting the CMB Detection test")
         array = np.full((30, 40, 50), 100, np.float32)
@@ -298,8 +330,11 @@ class CMBDetectionTest(ScriptedLoadableModuleTest):
         def countSides(lesions):
             return [{"region": "all", "left": sum(l.side == "left" for l in lesions), "right": sum(l.side == "right" for l in lesions)}]
 
-        logic = CMBDetectionLogic(detector=self._darkBlobDetector, locate_factory=None, count_table=countSides)
-        outcome = logic.detect(volume, DetectionSettings())
+        # Only what Slicer ships (numpy, scipy, SimpleITK): the test runs before the engine's packages are installed.
+        from CMBDetectionLogic.self_test_detector import dark_blob_detector
+
+        logic = CMBDetectionLogic(detector=dark_blob_detector, locate_factory=None, count_table=countSides)
+        outcome = logic.detect(volume, DetectionSettings(threshold=0.5))
         self.assertEqual(outcome.status, RunStatus.DONE)
         results = outcome.results
         self.assertEqual(results.nodes.segmentation.GetSegmentation().GetNumberOfSegments(), 3)
@@ -311,7 +346,7 @@ class CMBDetectionTest(ScriptedLoadableModuleTest):
         table = results.nodes.lesion_table
         table.SetCellText(0, table.GetColumnIndex("accepted"), "1")
         self.assertEqual(results.accepted_labels(), [1, 2, 3])
-        self.assertEqual(logic.detect(volume, DetectionSettings()).status, RunStatus.WOULD_OVERWRITE)
+        self.assertEqual(logic.detect(volume, DetectionSettings(threshold=0.5)).status, RunStatus.WOULD_OVERWRITE)
 
         folder = tempfile.mkdtemp()
         paths = logic.export(volume, folder)

@@ -1,7 +1,8 @@
 """Shipped models: where they live, their model cards, checksums and weights.
 
 Layout: ``<models root>/<name>/model_card.json`` plus the files the card lists with their sha256. The root is
-``$CMBDETECTION_MODELS_DIR`` when set, else ``models/`` next to the package (the repository's ``models``).
+:func:`CMBDetectionLib.settings.models_root`: ``$CMBDETECTION_MODELS_DIR`` when set, else the installed model
+package (the repository's top-level ``models/``).
 Weights are stored as float16 arrays in an ``.npz`` (half the size, no measurable accuracy cost for this
 network) and loaded into the float32 Keras model.
 
@@ -19,20 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from CMBDetectionLib.errors import ModelError
+from CMBDetectionLib.settings import MODELS_DIR_VAR, models_root
+
 CARD_NAME = "model_card.json"
 WEIGHTS_NAME = "weights.npz"
-ENV_VAR = "CMBDETECTION_MODELS_DIR"
 DEFAULT_THRESHOLD = 0.5
-
-
-class ModelError(ValueError):
-    """A model folder is missing, incomplete or corrupted; the message says what to do."""
-
-
-def models_root() -> Path:
-    """``$CMBDETECTION_MODELS_DIR`` or ``<repository>/models``."""
-    env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
 
 
 def model_dir(name: str = "unet", override: str | os.PathLike | None = None) -> Path:
@@ -54,7 +47,7 @@ def load_card(folder: Path) -> dict[str, Any]:
     if not card_path.is_file():
         raise ModelError(
             f"{folder}: no trained model here ({CARD_NAME} missing). Train one with `cmb-train DATA_DIR -o {folder}`, "
-            f"or point {ENV_VAR} (or --model-dir) at a folder holding one."
+            f"or point {MODELS_DIR_VAR} (or --model-dir) at a folder holding one."
         )
     try:
         return json.loads(card_path.read_text())

@@ -1,9 +1,9 @@
 """The detection pipeline: volume -> probability map [-> 3D lesion filter] -> lesions [-> outlines redrawn,
 vein check] -> MARS rating -> result.
 
-The CLI (``cmb-detect``) and the Slicer module both call :func:`detect`. Methods are modules exposing
-``predict_probability(image, *, device, backend, progress, cancel)`` (plus ``model_dir`` when given); they are
-imported only when used, so importing this module stays light (no TensorFlow).
+The CLI (``cmb-detect``) and the Slicer module both call :func:`detect`. Methods come from
+:mod:`probability.registry` (each a :class:`~CMBDetectionLib.probability.registry.ProbabilityMethod`); they are
+imported only when used, so importing this module stays light (no TensorFlow, no ONNX Runtime).
 
 >>> result = detect(read_volume("sub-01_swi.nii.gz"), device="cpu")      # doctest: +SKIP
 >>> [lesion.centre_ras for lesion in result.lesions]                    # doctest: +SKIP
@@ -11,42 +11,32 @@ imported only when used, so importing this module stays light (no TensorFlow).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from CMBDetectionLib.errors import DetectionCancelled, ModelError, RegistrationError
+from CMBDetectionLib.lesions.extraction import extract_lesions, lesion_labels, lesions_from_labels, remove_lesions
 from CMBDetectionLib.lesions.filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
 from CMBDetectionLib.lesions.outline import outline_lesions, vein_like
-from CMBDetectionLib.lesions.extraction import extract_lesions, lesion_labels, lesions_from_labels, remove_lesions
-from CMBDetectionLib.model_store import DEFAULT_THRESHOLD, ModelError, load_card, operating_threshold
+from CMBDetectionLib.model_store import DEFAULT_THRESHOLD, load_card, operating_threshold
 from CMBDetectionLib.model_store import model_dir as find_model_dir
-from CMBDetectionLib.mars.registration import RegistrationError
+from CMBDetectionLib.probability.registry import method_entry
 from CMBDetectionLib.results import DetectionResult, Lesion
 
 log = logging.getLogger(__name__)
 
-METHODS = {"unet": "CMBDetectionLib.probability.unet.inference", "two-stage": "CMBDetectionLib.probability.two_stage.method"}
-# The shipped model folder each method reads (under models/), for provenance.
-METHOD_MODELS = {"unet": "unet", "two-stage": "resnet50"}
 # Share of the progress bar given to the probability map (and to the lesion filter); lesions and MARS take the rest.
 PREDICTION_SHARE = 0.9
 FILTERED_PREDICTION_SHARE = 0.6
-
-
-class DetectionCancelled(Exception):
-    """Raised when the caller's ``cancel()`` returned True; nothing is returned or written."""
-
-
-def method_module(method: str):
-    """Import the module implementing ``method`` (``unet`` or ``two-stage``)."""
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} unknown; choose one of {', '.join(METHODS)}.")
-    return importlib.import_module(METHODS[method])
 
 
 def _scaled(progress: Callable[[float], None] | None, start: float, share: float) -> Callable[[float], None] | None:
@@ -58,7 +48,7 @@ def _scaled(progress: Callable[[float], None] | None, start: float, share: float
 def model_provenance(method: str, model_dir: str | os.PathLike | None) -> dict[str, str]:
     """Name and version of the model a run used, from its card (empty when the card cannot be read)."""
     try:
-        card = load_card(find_model_dir(METHOD_MODELS[method], model_dir))
+        card = load_card(find_model_dir(method_entry(method).model_folder, model_dir))
     except ModelError:
         return {"model_name": "", "model_version": ""}
     return {"model_name": str(card.get("name", "")), "model_version": str(card.get("version", ""))}
@@ -68,7 +58,7 @@ def lesion_filter_for(method: str, model_dir: str | os.PathLike | None, enabled:
     """The UNet's 3D false-positive filter when ``enabled`` and its model folder has one, else None."""
     if method != "unet" or not enabled:
         return None
-    folder = find_model_dir(METHOD_MODELS[method], model_dir)
+    folder = find_model_dir(method_entry(method).model_folder, model_dir)
     return load_lesion_filter(folder) if has_lesion_filter(folder) else None
 
 
@@ -80,11 +70,43 @@ def default_threshold(method: str, model_dir: str | os.PathLike | None, lesion_f
     return operating_threshold(model_dir) if method == "unet" else DEFAULT_THRESHOLD
 
 
-def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray) -> list[dict[str, Any]]:
-    """Fill each lesion's MARS fields (region, side, category, certainty) and return the count table."""
+@contextmanager
+def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall seconds the block takes to ``timings[name]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def start_registration(image: sitk.Image) -> Future:
+    """Register ``image`` to MNI in a background thread; the future holds the ``MniRegistration`` or its error.
+
+    SimpleITK releases the GIL, so the registration overlaps the network instead of following it.
+
+    >>> registration = start_registration(read_volume("sub-01_swi.nii.gz"))   # doctest: +SKIP
+    >>> registration.result().coverage                                         # doctest: +SKIP
+    0.97
+    """
+    from CMBDetectionLib.mars.registration import register_to_mni
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmb-mars")
+    future = executor.submit(register_to_mni, image)
+    executor.shutdown(wait=False)  # the thread ends with its one task
+    return future
+
+
+def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray,
+              registration: Future | None = None) -> list[dict[str, Any]]:
+    """Fill each lesion's MARS fields (region, side, category, certainty) and return the count table.
+
+    ``registration`` is :func:`start_registration`'s future for ``image``; without it ``image`` is registered now.
+    """
     from CMBDetectionLib.mars.rating import MarsRater, count_table
 
-    MarsRater.from_image(image).annotate(lesions, label_map)
+    rater = MarsRater.from_image(image) if registration is None else MarsRater(registration.result(), image)
+    rater.annotate(lesions, label_map)
     return count_table(lesions)
 
 
@@ -124,29 +146,41 @@ def detect(
     runs along a vein on a low score are dropped (:func:`outlined_lesions`).
     """
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+    entry = method_entry(method)  # an unknown method fails before any model is read
     lesion_filter = lesion_filter_for(method, model_dir, use_lesion_filter)
     if threshold is None:
         threshold = default_threshold(method, model_dir, lesion_filter)
-    module = method_module(method)
-    # model_dir only when given: the architecture contract fixes the other keywords for every method.
-    extra = {"model_dir": model_dir} if model_dir is not None else {}
+    implementation = entry.load()
     share = PREDICTION_SHARE if lesion_filter is None else FILTERED_PREDICTION_SHARE
-    probability = module.predict_probability(
-        image, device=device, backend=backend, progress=_scaled(progress, 0.0, share), cancel=cancel, **extra
-    )
+    registration = start_registration(image) if mars else None
+    with _stage(timings, "network"):
+        probability = implementation.predict_probability(
+            image, device=device, backend=backend, progress=_scaled(progress, 0.0, share), cancel=cancel,
+            model_dir=model_dir,
+        )
     if lesion_filter is not None:
-        probability = lesion_probability(image, probability, lesion_filter)
+        with _stage(timings, "lesion_filter"):
+            probability = lesion_probability(image, probability, lesion_filter)
         if progress is not None:
             progress(PREDICTION_SHARE)
     if cancel is not None and cancel():
         raise DetectionCancelled("detection cancelled")
-    label_map, lesions = outlined_lesions(image, probability, threshold) if redraw_outlines \
-        else extract_lesions(probability, image, threshold)
+    with _stage(timings, "lesions"):
+        label_map, lesions = outlined_lesions(image, probability, threshold) if redraw_outlines \
+            else extract_lesions(probability, image, threshold)
     mars_counts, mars_error = None, None
-    if mars:
+    if registration is not None:
+        with _stage(timings, "registration_wait"):
+            wait_for([registration])
+        if registration.exception() is None:
+            timings["registration"] = registration.result().seconds
         try:
-            mars_counts = rate_mars(image, lesions, label_map)
-        except (ValueError, RegistrationError) as exc:  # e.g. a partial-brain volume: detections stand, without MARS
+            with _stage(timings, "region_lookup"):
+                mars_counts = rate_mars(image, lesions, label_map, registration)
+        # A partial-brain volume, or atlas files missing or unreadable (RuntimeError from SimpleITK, OSError,
+        # ImportError): the detections stand, without MARS, and mars_error says why.
+        except (ValueError, RegistrationError, RuntimeError, OSError, ImportError) as exc:
             mars_error = str(exc)
             log.warning("MARS rating skipped: %s", exc)
     if progress is not None:
@@ -160,7 +194,8 @@ def detect(
         "backend": backend if isinstance(backend, str) else getattr(backend, "name", str(backend)),
         **model_provenance(method, model_dir),
         "seconds": round(time.perf_counter() - started, 2),
-        "mars_counts": mars_counts,
-        "mars_error": mars_error,
     }
-    return DetectionResult(reference=image, probability=probability, label_map=label_map, lesions=lesions, provenance=provenance)
+    return DetectionResult(
+        reference=image, probability=probability, label_map=label_map, lesions=lesions, provenance=provenance,
+        mars_counts=mars_counts, mars_error=mars_error, timings=timings,
+    )

@@ -1,16 +1,20 @@
 """The data every stage hands to the next: a lesion list and a detection result.
 
 Flow: volume (``sitk.Image``) -> probability map -> :class:`DetectionResult` (label map + lesions)
--> files (``outputs.py``) or MRML nodes (the Slicer module).
+-> files (``outputs``) or MRML nodes (the Slicer module).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
+
+# A lesion is a 6-connected component (voxels sharing a face), in every stage that labels dark or probable voxels.
+SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 
 
 @dataclass
@@ -34,20 +38,23 @@ class Lesion:
     side: str = ""
     certainty: str = ""
 
-    def as_row(self) -> dict[str, Any]:
-        """Flat dict (one CSV or table row): centres split into ``centre_R/A/S`` and ``centre_i/j/k``."""
-        row = asdict(self)
-        row.update(zip(("centre_R", "centre_A", "centre_S"), row.pop("centre_ras")))
-        row.update(zip(("centre_i", "centre_j", "centre_k"), row.pop("centre_ijk")))
-        return row
-
 
 @dataclass
 class DetectionResult:
     """Output of one detection run on one volume.
 
     ``probability`` and ``label_map`` are ``[k, j, i]`` arrays on ``reference``'s grid; ``label_map`` holds
-    0 for background and :attr:`Lesion.label` inside each lesion.
+    0 for background and :attr:`Lesion.label` inside each lesion. ``mars_counts`` is the MARS count table
+    (``mars.rating.count_table`` rows) when MARS rating ran, else None; ``mars_error`` says why it could not
+    run when it was asked for and failed. ``provenance`` records how the run was made (method, model,
+    threshold, device, seconds). ``timings`` holds the wall seconds of each stage :func:`pipeline.detect` ran
+    (``network``, ``lesion_filter``, ``lesions``, ``registration``, ``mars``; registration runs beside the
+    network, so the stages may add up to more than ``provenance["seconds"]``).
+
+    >>> empty = np.zeros((2, 3, 4), np.uint8)
+    >>> result = DetectionResult(sitk.Image(4, 3, 2, sitk.sitkUInt8), empty.astype(np.float32), empty, [])
+    >>> int(result.mask.sum()), result.mars_counts, result.mars_error
+    (0, None, None)
     """
 
     reference: sitk.Image
@@ -55,6 +62,9 @@ class DetectionResult:
     label_map: np.ndarray
     lesions: list[Lesion]
     provenance: dict[str, Any] = field(default_factory=dict)
+    mars_counts: list[dict[str, Any]] | None = None
+    mars_error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def mask(self) -> np.ndarray:

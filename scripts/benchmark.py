@@ -1,8 +1,14 @@
 """Speed and memory of UNet inference: seconds per volume and peak memory, one function per figure.
 
 Run: ``python scripts/benchmark.py [--device cpu|gpu|auto] [--backend tensorflow|...] [--slices 150]
-[--two-stage] [--lesion-filter] [--speed]``.
+[--two-stage] [--lesion-filter] [--speed] [--stages VOLUME [--repeats 3]] [--startup]``.
 Random weights are used when no trained model is installed (speed does not depend on the weights).
+
+``--stages VOLUME`` is the stage breakdown of one warm process on one volume, for example
+``python scripts/benchmark.py --stages phantom_05000_swi.nii.gz``: read, normalise, every stage
+``pipeline.detect`` records (:attr:`DetectionResult.timings`), writing, the network alone on all slices with
+ONNX Runtime on the CPU, the ratio end to end / network alone (pairs run side by side, median) and peak memory.
+``--startup`` times ``cmb-detect --help`` and ``import CMBDetectionLib.pipeline`` in fresh interpreters.
 """
 
 from __future__ import annotations
@@ -94,7 +100,7 @@ def lesion_filter_seconds() -> dict[str, float]:
     A phantom, not noise: the cost grows with the number of UNet peaks, i.e. with the anatomy. Needs the shipped
     UNet and its filter.
     """
-    from CMBDetectionLib.lesions.peak_candidates import find_candidates
+    from CMBDetectionLib.lesions.peak_candidates import find_peak_candidates
     from CMBDetectionLib.lesions.features import candidate_features
     from CMBDetectionLib.lesions.filter import load_lesion_filter
     from CMBDetectionLib.model_store import model_dir
@@ -105,7 +111,7 @@ def lesion_filter_seconds() -> dict[str, float]:
     probability = predict_probability(image, backend="onnxruntime")
     lesion_filter = load_lesion_filter(model_dir("unet"))
     start = time.perf_counter()
-    labels, peaks = find_candidates(probability, lesion_filter.peak_floor)
+    labels, peaks = find_peak_candidates(probability, lesion_filter.peak_floor)
     candidates_s = time.perf_counter() - start
     start = time.perf_counter()
     features = candidate_features(sitk.GetArrayFromImage(image), probability, labels, image.GetSpacing()[::-1])
@@ -224,7 +230,7 @@ def run_cmb_detect(volume_path: Path, model_dir: Path, out_dir: Path, *options: 
 def inference_speed(work: Path, repeats: int = 3) -> dict[str, float]:
     """Pure-model time of each backend and device (150 slices 256x256), end-to-end cmb-detect time, their ratio,
     and peak memory of cmb-detect on 256x256x150 and 512x512x150 phantoms. Prints and returns the figures."""
-    from CMBDetectionLib.probability.backends.choice import TensorFlowBackend
+    from CMBDetectionLib.probability.backends.keras_backends import TensorFlowBackend
     from CMBDetectionLib.probability.backends.onnxruntime_backend import OnnxRuntimeBackend
     from CMBDetectionLib.probability.unet.inference import BATCH_SIZE, head_slices
 
@@ -257,6 +263,71 @@ def inference_speed(work: Path, repeats: int = 3) -> dict[str, float]:
     return figures
 
 
+def _median_stages(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {name: float(np.median([run.get(name, 0.0) for run in runs])) for name in runs[0]}
+
+
+def stage_breakdown(volume_path: Path, repeats: int = 3) -> dict[str, float]:
+    """Seconds of each stage of ``cmb-detect`` on one volume in a warm process (ONNX Runtime, CPU), the network
+    alone on every slice, their ratio and peak memory. Prints and returns the medians over ``repeats`` runs."""
+    from CMBDetectionLib.imageio.volumes import read_volume
+    from CMBDetectionLib.model_store import model_dir
+    from CMBDetectionLib.outputs.files import write_outputs
+    from CMBDetectionLib.pipeline import detect
+    from CMBDetectionLib.probability.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from CMBDetectionLib.probability.unet.inference import BATCH_SIZE
+    from CMBDetectionLib.probability.unet.slicing import normalise_intensity
+
+    backend = OnnxRuntimeBackend(model_dir("unet"), "cpu")
+    slices = model_slices(volume_path)
+    detect(read_volume(str(volume_path)), device="cpu", backend=backend)  # warm-up: atlas, template, caches
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="cmb-stages-") as out:
+        for _ in range(repeats):
+            network_alone = pure_model_seconds(backend, slices, 1, BATCH_SIZE)  # beside each run: the CPU drifts
+            start = time.perf_counter()
+            image = read_volume(str(volume_path))
+            read = time.perf_counter() - start
+            start = time.perf_counter()
+            normalise_intensity(sitk.GetArrayViewFromImage(image))  # inside "network"; timed apart for the table
+            normalise = time.perf_counter() - start
+            start = time.perf_counter()
+            result = detect(image, device="cpu", backend=backend)
+            detect_s = time.perf_counter() - start
+            start = time.perf_counter()
+            write_outputs(result, out, "bench")
+            write = time.perf_counter() - start
+            end_to_end = read + detect_s + write
+            runs.append({"read": read, "normalise (in network)": normalise, **result.timings, "writing": write,
+                         "end_to_end": end_to_end, "network_alone_all_slices": network_alone,
+                         "ratio": end_to_end / network_alone, "lesions": len(result.lesions)})
+    figures = _median_stages(runs)
+    print(f"{volume_path.name}: {sitk.ReadImage(str(volume_path)).GetSize()}, {len(slices)} slices, "
+          f"median of {repeats} warm runs (ONNX Runtime, CPU)")
+    for name, value in figures.items():
+        print(f"  {name:28s} {value:8.2f}" + ("" if name in ("ratio", "lesions") else " s"))
+    figures["peak_rss_mib"] = peak_memory_mb()
+    print(f"  {'peak memory (this process)':28s} {figures['peak_rss_mib']:8.0f} MiB")
+    return figures
+
+
+def startup_seconds(repeats: int = 5) -> dict[str, float]:
+    """Median wall seconds of ``cmb-detect --help`` and of ``import CMBDetectionLib.pipeline``, each in a fresh
+    interpreter (what every command and a Slicer background run pay before any work)."""
+    commands = {"cmb-detect --help": [sys.executable, "-m", "CMBDetectionLib.cli.detect", "--help"],
+                "import CMBDetectionLib.pipeline": [sys.executable, "-c", "import CMBDetectionLib.pipeline"]}
+    figures = {}
+    for name, command in commands.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - start)
+        figures[name] = float(np.median(times))
+        print(f"start-up {name:32s} {figures[name]:.2f} s (median of {repeats})")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
@@ -266,7 +337,19 @@ def main() -> None:
     parser.add_argument("--lesion-filter", action="store_true", help="also time the UNet's 3D false-positive filter")
     parser.add_argument("--speed", action="store_true",
                         help="pure model (TF, ONNX Runtime) vs end-to-end cmb-detect on phantoms, peak memory (minutes)")
+    parser.add_argument("--stages", type=Path, metavar="VOLUME",
+                        help="only the stage breakdown of detection on VOLUME (warm process, ONNX Runtime, CPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of --stages (median; default 3)")
+    parser.add_argument("--startup", action="store_true", help="only the start-up and import times")
     args = parser.parse_args()
+    if args.stages is not None and not args.stages.is_file():
+        parser.error(f"--stages {args.stages}: no such file; give an SWI volume (e.g. made by cmb-phantom).")
+    if args.stages is not None or args.startup:
+        if args.startup:
+            startup_seconds()
+        if args.stages is not None:
+            stage_breakdown(args.stages, max(1, args.repeats))
+        return
     from CMBDetectionLib.probability.backends.choice import make_backend
 
     backend = make_backend(args.backend, model_folder(), args.device)

@@ -24,18 +24,20 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
+from CMBDetectionLib.outputs.files import read_outputs
 from CMBDetectionLib.results import Lesion
 
-from .engine_outputs import read_engine_outputs
 from .parameters import DetectionSettings
 
 INPUT_STEM = "input"
 _PERCENT = re.compile(r"(\d{1,3})%\|")
+#: the engine's line naming what the UNet runs on (``cli/detect.py``), e.g. "inference on CUDAExecutionProvider"
+_DEVICE = re.compile(r"inference on (\S+)")
 
 #: (python executable, input file, output folder, settings) -> command line
 CommandBuilder = Callable[[str, Path, Path, DetectionSettings], Sequence[str]]
@@ -70,9 +72,14 @@ class BackgroundDetection:
         *,
         command: CommandBuilder = engine_command,
         python: str | None = None,
+        target: Any = None,
     ) -> None:
         self.image = image
         self.settings = settings
+        # The volume node (and its scene) the results belong to; only read on the main thread.
+        self.target = target
+        self._scene = target.GetScene() if target is not None else None
+        self._device: str | None = None
         self._command = command
         self._python = python or python_executable()
         self._folder = Path(tempfile.mkdtemp(prefix="CMBDetection-"))
@@ -85,6 +92,15 @@ class BackgroundDetection:
     @property
     def folder(self) -> Path:
         return self._folder
+
+    def target_present(self) -> bool:
+        """True while the volume the run started on is still in the scene it was in (not removed, scene not closed)."""
+        scene = self.target.GetScene() if self.target is not None else None
+        return scene is not None and scene is self._scene and bool(scene.IsNodePresent(self.target))
+
+    def reported_device(self) -> dict[str, str]:
+        """``{"device_used": ...}`` when the engine said what it ran on, else empty."""
+        return {"device_used": self._device} if self._device else {}
 
     def start(self) -> None:
         input_path = self._folder / f"{INPUT_STEM}.nii.gz"
@@ -122,8 +138,11 @@ class BackgroundDetection:
         match = _PERCENT.search(line)
         if match:
             self._fraction = min(int(match.group(1)), 100) / 100.0
-        else:
-            self._lines.append(line)
+            return
+        device = _DEVICE.search(line)
+        if device:
+            self._device = device.group(1)
+        self._lines.append(line)
 
     def poll(self) -> RunUpdate:
         if self._process is None:
@@ -165,7 +184,8 @@ class BackgroundDetection:
             raise RuntimeError("the detection run has not finished yet.")
         if update.returncode != 0:
             raise RuntimeError(f"detection failed (exit code {update.returncode}):\n{self.log_tail()}")
-        return read_engine_outputs(self._folder / "out", INPUT_STEM, self.image)
+        files = read_outputs(self._folder / "out", INPUT_STEM, self.image)
+        return files.lesions, files.label_map
 
     def cleanup(self) -> None:
         shutil.rmtree(self._folder, ignore_errors=True)

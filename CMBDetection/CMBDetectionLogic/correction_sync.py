@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 #: (volume image, centre RAS, new label) -> (Lesion, [k, j, i] mask); default CMBDetectionLib.lesions.growing.grow_lesion
 Grower = Callable[[Any, tuple[float, float, float], int], tuple[Lesion, np.ndarray]]
-#: centre RAS -> (region, category, side); default from CMBDetectionLib.mars.rating.MarsRater
+#: centre RAS -> (region, category, side); default from CMBDetectionLib.mars.rating.MarsRater, made from the volume's
+#: SimpleITK image by a factory that runs off the GUI thread (MNI registration takes seconds)
 Locator = Callable[[tuple[float, float, float]], tuple[str, str, str]]
 #: accepted lesions -> MARS count rows; default CMBDetectionLib.mars.rating.count_table
 Counter = Callable[[list[Lesion]], list[dict[str, Any]]]
@@ -75,6 +77,7 @@ class LesionResults:
         self._grow = grow
         self._locate_factory = locate_factory
         self._locate: Locator | None = None
+        self._locator_future: Future | None = None
         self._count_table = count_table
         self._notify = notify
         self._updating = False
@@ -101,6 +104,33 @@ class LesionResults:
             self.corrected = False
         finally:
             self._updating = False
+        self.prepare_locator()
+
+    def restore_state(self, lesions: list[Lesion], accepted: dict[int, bool], source: dict[int, str]) -> None:
+        """Take over results already in MRML (a reloaded scene): masks come from the segments still present, so a
+        lesion rejected before saving cannot come back (its outline was not saved)."""
+        from .volume_conversion import labelmap_from_segments
+
+        self.lesions = {lesion.label: lesion for lesion in lesions}
+        self.accepted, self.source = dict(accepted), dict(source)
+        label_map = labelmap_from_segments(self.nodes.segmentation, self.volume_node, segment_ids_by_lesion(self.nodes.segmentation))
+        self._masks = {label: (box, label_map[box] == label) for label, box in enumerate(ndimage.find_objects(label_map), start=1)
+                       if box is not None}
+        self._point_ids = {self.nodes.points.GetNthControlPointID(i): int(self.nodes.points.GetNthControlPointLabel(i).split()[-1])
+                           for i in range(self.nodes.points.GetNumberOfControlPoints())}
+        self.corrected = True
+        self.prepare_locator()
+
+    def prepare_locator(self) -> None:
+        """Start making the MARS locator for added lesions in a worker thread (the image is copied here, on the
+        main thread, because MRML must not be touched from another thread)."""
+        if self._locate_factory is None or self._locator_future is not None:
+            return
+        from .volume_conversion import volume_to_image
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="CMBDetection-MARS")
+        self._locator_future = executor.submit(self._locate_factory, volume_to_image(self.volume_node))
+        executor.shutdown(wait=False)
 
     # ---- queries -------------------------------------------------------------------------------------------
     def accepted_labels(self) -> list[int]:
@@ -194,8 +224,13 @@ class LesionResults:
         return self._grow
 
     def _location(self, centre_ras) -> dict[str, str]:
-        if self._locate is None and self._locate_factory is not None:
-            self._locate = self._locate_factory(self.volume_node)
+        self.prepare_locator()
+        if self._locate is None and self._locator_future is not None:
+            try:
+                self._locate = self._locator_future.result()
+            except Exception as exc:  # atlas or registration failure: the lesion is added without MARS fields
+                self._notify(f"MARS region unavailable for added lesions: {exc}")
+                self._locate_factory = None  # do not register again on every click
         if self._locate is None:
             return {}
         region, category, side = self._locate(tuple(centre_ras))
@@ -239,7 +274,7 @@ class LesionResults:
                 self._add_from_point(point_id, index)
 
     def _add_from_point(self, point_id: str, index: int) -> None:
-        from CMBDetectionLib.lesions.growing import NoLesionHere
+        from CMBDetectionLib.errors import NoLesionHere
 
         try:
             self.add_lesion_at(tuple(self.nodes.points.GetNthControlPointPosition(index)), point_id)

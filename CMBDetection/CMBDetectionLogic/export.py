@@ -1,7 +1,9 @@
-"""Write one detection's (corrected) results into a folder, in the formats the engine CLI writes.
+"""Write one detection's (corrected) results into a folder: the files ``cmb-detect`` writes, by the same writers.
 
-``<stem>_cmb.seg.nrrd`` (segmentation), ``<stem>_cmb.nii.gz`` (label map, lesion ids as values),
-``<stem>_lesions.csv`` (+ ``.schema.csv`` with column types), ``<stem>_mars.csv`` and ``<stem>_lesions.mrk.json``.
+``<stem>_cmb.nii.gz`` (label map of the accepted lesions), ``<stem>_lesions.csv`` (every lesion, with its
+``accepted`` and ``source``), ``<stem>_cmb.seg.nrrd`` and ``<stem>_lesions.mrk.json`` (accepted lesions) and
+``<stem>_mars.csv``, written as a set under the engine's output folder rules (``CMBDetectionLib.outputs``). The
+stem defaults to the volume's name made safe for every file system (``6: SWI`` becomes ``6_SWI``).
 
 >>> paths = export_results(results, "/data/out")                  # doctest: +SKIP
 """
@@ -12,60 +14,30 @@ import os
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
-import vtk
 
-import slicer
-from CMBDetectionLib.imageio.volumes import array_to_image
+from CMBDetectionLib.outputs.files import OutputSet, write_output_set
+from CMBDetectionLib.outputs.lesion_csv import LesionRecord
 
 from .correction_sync import LesionResults
 from .result_nodes import segment_ids_by_lesion
-from .volume_conversion import volume_to_image
-
-
-def _write(storage_class: str, node, path: Path) -> Path:
-    storage = getattr(slicer, storage_class)()
-    storage.SetFileName(str(path))
-    if not storage.WriteData(node):
-        raise OSError(f"could not write {path}; check that the folder is writable.")
-    return path
+from .volume_conversion import labelmap_from_segments, volume_to_image
 
 
 def lesion_label_map(results: LesionResults) -> np.ndarray:
-    """``[k, j, i]`` array on the input grid: each accepted lesion's id where its segment is."""
-    volume, segmentation = results.volume_node, results.nodes.segmentation
+    """``[k, j, i]`` array on the input grid: each accepted lesion's id where its segment is (as edited)."""
+    segmentation = results.nodes.segmentation
     by_label = segment_ids_by_lesion(segmentation)
-    labels = [label for label in results.accepted_labels() if label in by_label]
-    shape = slicer.util.arrayFromVolume(volume).shape
-    if not labels:
-        return np.zeros(shape, np.uint16)
-    segment_ids = vtk.vtkStringArray()
-    for label in labels:
-        segment_ids.InsertNextValue(by_label[label])
-    labelmap_node = volume.GetScene().AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "CMB export")
-    try:
-        logic = slicer.modules.segmentations.logic()
-        if not logic.ExportSegmentsToLabelmapNode(segmentation, segment_ids, labelmap_node, volume):
-            raise RuntimeError("exporting the segmentation to a label map failed")
-        ordinal = slicer.util.arrayFromVolume(labelmap_node)  # 1..n in segment_ids order
-        return np.asarray([0, *labels], dtype=np.uint16)[ordinal]
-    finally:
-        volume.GetScene().RemoveNode(labelmap_node)
+    accepted = {label: by_label[label] for label in results.accepted_labels() if label in by_label}
+    return labelmap_from_segments(segmentation, results.volume_node, accepted)
 
 
 def export_results(results: LesionResults, folder: str | os.PathLike, stem: str | None = None) -> dict[str, Path]:
-    """Write all five files; returns their paths by kind (same keys as ``CMBDetectionLib.outputs.files.output_paths``)."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = stem or results.volume_node.GetName().replace(" ", "_")
-    nodes = results.nodes
-    label_map = lesion_label_map(results)
-    mask_path = out / f"{stem}_cmb.nii.gz"
-    sitk.WriteImage(array_to_image(label_map, volume_to_image(results.volume_node)), str(mask_path), useCompression=True)
-    return {
-        "mask": mask_path,
-        "segmentation": _write("vtkMRMLSegmentationStorageNode", nodes.segmentation, out / f"{stem}_cmb.seg.nrrd"),
-        "lesions_csv": _write("vtkMRMLTableStorageNode", nodes.lesion_table, out / f"{stem}_lesions.csv"),
-        "mars_csv": _write("vtkMRMLTableStorageNode", nodes.mars_table, out / f"{stem}_mars.csv"),
-        "markups": _write("vtkMRMLMarkupsJsonStorageNode", nodes.points, out / f"{stem}_lesions.mrk.json"),
-    }
+    """Write the files; returns their paths by kind (as ``CMBDetectionLib.outputs.files.write_output_set``)."""
+    files = OutputSet(
+        reference=volume_to_image(results.volume_node),
+        label_map=lesion_label_map(results),
+        records=[LesionRecord(lesion, results.accepted[label], results.source[label])
+                 for label, lesion in results.lesions.items()],
+        mars_counts=results.counts(),
+    )
+    return write_output_set(files, folder, stem or results.volume_node.GetName())

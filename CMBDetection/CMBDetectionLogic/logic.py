@@ -28,7 +28,10 @@ from .background_run import BackgroundDetection, CommandBuilder, engine_command
 from .correction_sync import Counter, Grower, LesionResults, Locator, default_count_table
 from .export import export_results
 from .parameters import DetectionSettings
-from .result_nodes import create_result_nodes, set_provenance
+from .remote_run import RemoteDetection, ServerSettings
+from .result_nodes import ResultNodes, create_result_nodes, set_provenance
+from .scene_links import link, place_under_study, saved_results
+from .tables import read_lesions
 from .volume_conversion import volume_to_image
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class RunStatus(Enum):
     WOULD_OVERWRITE = "would overwrite corrections"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    DROPPED = "dropped: the input volume is gone"
 
 
 @dataclass
@@ -55,25 +59,38 @@ class CorrectionsWouldBeLost(RuntimeError):
     """Starting a run would replace results a rater has corrected; pass ``overwrite=True`` after asking."""
 
 
+def done_message(count: int, provenance: dict[str, Any]) -> str:
+    """The status line after a run: how many lesions, on which device, and why MARS is missing if it is.
+
+    >>> done_message(3, {"device_used": "CUDAExecutionProvider", "mars_error": "registration failed"})
+    '3 microbleed candidates found (ran on CUDAExecutionProvider). No MARS rating: registration failed'
+    """
+    where = provenance.get("device_used")
+    message = f"{count} microbleed candidates found" + (f" (ran on {where})." if where else ".")
+    if provenance.get("mars_error"):
+        message += f" No MARS rating: {provenance['mars_error']}"
+    return message
+
+
 def _default_detector(image, **kwargs):
     from CMBDetectionLib.pipeline import detect
 
     return detect(image, **kwargs)
 
 
-def _default_locator(volume_node) -> Locator | None:
-    """MARS location of added lesions from the engine's rater (registration runs once per volume)."""
+def _default_locator(image) -> Locator | None:
+    """MARS location of added lesions from the engine's rater (registration runs once per volume, off the GUI thread)."""
     try:
         from CMBDetectionLib.mars.rating import MarsRater
     except ImportError:
         return None
-    rater = MarsRater.from_image(volume_to_image(volume_node))
+    rater = MarsRater.from_image(image)
     return lambda centre_ras: rater.locate(centre_ras)
 
 
 def _cancelled_error():
     try:
-        from CMBDetectionLib.pipeline import DetectionCancelled
+        from CMBDetectionLib.errors import DetectionCancelled
 
         return DetectionCancelled
     except ImportError:
@@ -121,18 +138,31 @@ class DetectionLogic:
         """The one place a run becomes MRML: fill (or refill) the volume's four result nodes."""
         results = self.results_for(volume_node)
         if results is None:
-            results = LesionResults(
-                create_result_nodes(volume_node),
-                volume_node,
-                grow=self._grow,
-                locate_factory=self._locate_factory,
-                count_table=self._count_table,
-                notify=lambda message: self.notify(message),
-            )
-            self._results[volume_node.GetID()] = results
+            nodes = create_result_nodes(volume_node)
+            place_under_study(nodes, volume_node)
+            link(nodes, volume_node)
+            results = self._track(nodes, volume_node)
         results.fill(lesions, label_map)
         set_provenance(results.nodes, provenance)
         return results
+
+    def _track(self, nodes: ResultNodes, volume_node) -> LesionResults:
+        results = LesionResults(nodes, volume_node, grow=self._grow, locate_factory=self._locate_factory,
+                                count_table=self._count_table, notify=lambda message: self.notify(message))
+        self._results[volume_node.GetID()] = results
+        return results
+
+    def relink(self, scene) -> int:
+        """Take over the linked results of a loaded scene (``.mrb``) so they can be corrected and exported again;
+        returns how many volumes' results were relinked. Volumes already tracked are left alone."""
+        count = 0
+        for volume_node, nodes in saved_results(scene):
+            if self.results_for(volume_node) is not None:
+                continue
+            lesions, accepted, source = read_lesions(nodes.lesion_table)
+            self._track(nodes, volume_node).restore_state(lesions, accepted, source)
+            count += 1
+        return count
 
     # ---- blocking run (scripts, tests) ---------------------------------------------------------------------
     def detect(
@@ -157,29 +187,42 @@ class DetectionLogic:
             return RunOutcome(RunStatus.FAILED, f"detection failed: {exc}", self.results_for(volume_node))
         provenance = {**settings.detector_kwargs(), **result.provenance}
         results = self.show_result(volume_node, result.lesions, result.label_map, provenance)
-        return RunOutcome(RunStatus.DONE, f"{len(result.lesions)} microbleed candidates found.", results)
+        reported = {**provenance, "mars_error": getattr(result, "mars_error", None)}
+        return RunOutcome(RunStatus.DONE, done_message(len(result.lesions), reported), results)
 
     # ---- background run (the GUI) --------------------------------------------------------------------------
-    def start_background(self, volume_node, settings: DetectionSettings, *, overwrite: bool = False) -> BackgroundDetection:
-        """Start ``cmb-detect`` in another process; poll the returned run, then call :meth:`finish_background`."""
+    def start_background(self, volume_node, settings: DetectionSettings, *, overwrite: bool = False,
+                         server: ServerSettings | None = None) -> BackgroundDetection | RemoteDetection:
+        """Start ``cmb-detect`` in another process, or on the detection ``server`` when given; poll the returned
+        run, then call :meth:`finish_background`.
+
+        The run remembers ``volume_node`` and its scene: its results go to that volume whatever is selected later.
+        """
         if self.would_overwrite(volume_node) and not overwrite:
             raise CorrectionsWouldBeLost("the current results hold corrections; confirm to replace them.")
-        run = BackgroundDetection(volume_to_image(volume_node), settings, command=self._command)
+        image = volume_to_image(volume_node)
+        run = (RemoteDetection(image, settings, server, target=volume_node) if server is not None
+               else BackgroundDetection(image, settings, command=self._command, target=volume_node))
         run.start()
         return run
 
-    def finish_background(self, volume_node, run: BackgroundDetection) -> RunOutcome:
-        """Load a finished run's files into MRML (or report why not); the run's temporary folder is removed."""
+    def finish_background(self, run: BackgroundDetection) -> RunOutcome:
+        """Load a finished run's files onto the volume it started on (or report why not); its temporary folder is
+        removed. When that volume was removed or its scene closed meanwhile, the results are dropped."""
+        volume_node = run.target
         try:
+            if not run.target_present():
+                return RunOutcome(RunStatus.DROPPED, "the input volume was removed or the scene closed while detection "
+                                  "ran; its results were dropped. Run detection again on the volume.")
             if run.cancelled:
                 return RunOutcome(RunStatus.CANCELLED, "detection cancelled; earlier results kept.", self.results_for(volume_node))
             try:
                 lesions, label_map = run.outputs()
             except (RuntimeError, ValueError) as exc:
                 return RunOutcome(RunStatus.FAILED, str(exc), self.results_for(volume_node))
-            provenance = {**run.settings.detector_kwargs(), "runner": "cmb-detect"}
+            provenance = {**run.settings.detector_kwargs(), "runner": "cmb-detect", **run.reported_device()}
             results = self.show_result(volume_node, lesions, label_map, provenance)
-            return RunOutcome(RunStatus.DONE, f"{len(lesions)} microbleed candidates found.", results)
+            return RunOutcome(RunStatus.DONE, done_message(len(lesions), provenance), results)
         finally:
             run.cleanup()
 

@@ -1,8 +1,9 @@
 """The four MRML nodes that show one detection: segmentation, markups points, lesion table, MARS count table.
 
-Segments carry Slicer's General Anatomy "Hemorrhage" in region "Brain" (no microbleed code ships) so that DICOM
-SEG export works, and a tag with the lesion id; points are labelled like their segment ("CMB n"). Every node
-carries the run's provenance as attributes ``CMBDetection.<key>``.
+Segments carry the engine's terminology (``CMBDetectionLib.outputs.terminology``: General Anatomy "Hemorrhage" in
+region "Brain", so that DICOM SEG export works) and a tag with the lesion id; points are labelled like their
+segment ("CMB n"), as in the engine's files. Every node carries the run's provenance as attributes
+``CMBDetection.<key>``.
 
 >>> nodes = create_result_nodes(volumeNode)                       # doctest: +SKIP
 >>> nodes.segmentation.GetName()                                   # doctest: +SKIP
@@ -11,38 +12,22 @@ carries the run's provenance as attributes ``CMBDetection.<key>``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+import slicer
 import vtk
 
-import slicer
+from CMBDetectionLib.outputs.terminology import BLEEDING_COLOUR, POINT_LABEL_FORMAT, TERMINOLOGY_ENTRY, lesion_name
 from CMBDetectionLib.results import Lesion
 
 from .volume_conversion import labelmap_node_from_array
 
 LESION_ID_TAG = "CMBDetection.LesionId"
 ATTRIBUTE_PREFIX = "CMBDetection."
-BLEEDING_COLOUR = (188 / 255, 65 / 255, 28 / 255)
-#: Slicer terminology entry: context~category~type~type modifier~anatomic context~region~region modifier
-TERMINOLOGY_ENTRY = "~".join(
-    (
-        "Segmentation category and type - 3D Slicer General Anatomy list",
-        "SCT^49755003^Morphologically Altered Structure",
-        "SCT^50960005^Hemorrhage",
-        "^^",
-        "Anatomic codes - DICOM master list",
-        "SCT^12738006^Brain",
-        "^^",
-    )
-)
-
-
-def lesion_name(label: int) -> str:
-    """Name shared by a lesion's segment, point and table row."""
-    return f"CMB {label}"
 
 
 @dataclass
@@ -64,7 +49,7 @@ def create_result_nodes(volume_node) -> ResultNodes:
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{base} CMB points")
     points.CreateDefaultDisplayNodes()
-    points.SetMarkupLabelFormat("CMB %d")
+    points.SetMarkupLabelFormat(POINT_LABEL_FORMAT)
     points.GetDisplayNode().SetSelectedColor(*BLEEDING_COLOUR)
     nodes = ResultNodes(
         segmentation,
@@ -91,7 +76,7 @@ def set_provenance(nodes: ResultNodes, provenance: dict[str, Any]) -> None:
         "LesionFilter": provenance.get("lesion_filter", provenance.get("use_lesion_filter", "")),
         "Outlines": provenance.get("outlines", {True: "half signal loss", False: "detector"}.get(
             provenance.get("redraw_outlines"), "")),
-        "Device": provenance.get("device", ""),
+        "Device": provenance.get("device_used", provenance.get("device", "")),  # what ran, when the engine said
         "Date": provenance.get("date") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     for node in nodes:
@@ -128,7 +113,8 @@ def fill_segments(segmentation_node, volume_node, label_map: np.ndarray, labels:
         return
     labelmap_node = labelmap_node_from_array(label_map, volume_node)
     try:
-        if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap_node, segmentation_node, ""):
+        logic = slicer.modules.segmentations.logic()
+        if not logic.ImportLabelmapToSegmentationNode(labelmap_node, segmentation_node, ""):
             raise RuntimeError("importing the lesion label map into the segmentation failed")
     finally:
         volume_node.GetScene().RemoveNode(labelmap_node)
@@ -141,7 +127,9 @@ def add_segment(segmentation_node, volume_node, label: int, mask: np.ndarray) ->
     """Add one lesion's segment from a ``[k, j, i]`` mask on the volume's grid; returns its segment ID."""
     segment_id = segmentation_node.GetSegmentation().AddEmptySegment("", lesion_name(label), BLEEDING_COLOUR)
     style_segment(segmentation_node.GetSegmentation().GetSegment(segment_id), label)
-    slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8, copy=False), segmentation_node, segment_id, volume_node)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(
+        mask.astype(np.uint8, copy=False), segmentation_node, segment_id, volume_node
+    )
     return segment_id
 
 

@@ -6,8 +6,10 @@ ButtonState(text='Detect microbleeds', enabled=False, tooltip='Select an SWI vol
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from enum import Enum
+from typing import Callable
 
 
 class RunState(Enum):
@@ -46,3 +48,19 @@ def input_state(volume_node) -> RunState:
     if image is None or image.GetNumberOfScalarComponents() != 1:
         return RunState.NOT_SCALAR
     return RunState.READY
+
+
+def _tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def method_note(method: str, tensorflow_installed: Callable[[], bool] = _tensorflow_installed) -> str:
+    """What the panel says about a method before a run; empty when there is nothing to say.
+
+    >>> method_note("two-stage", lambda: False)[:40]
+    'The two-stage method needs TensorFlow, w'
+    """
+    if method == "two-stage" and not tensorflow_installed():
+        return ("The two-stage method needs TensorFlow, which this module does not install (the UNet runs on ONNX "
+                "Runtime). Choose the UNet, or install it: slicer.util.pip_install(['tensorflow']).")
+    return ""

@@ -10,16 +10,16 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import vtk
 
+from CMBDetectionLib.mars.rating import CERTAINTIES, SIDES  # noqa: F401 (the values a rater may enter)
 from CMBDetectionLib.results import Lesion
 
 EDITABLE = ("region", "side", "certainty", "accepted")
-SIDES = ("left", "right")
-CERTAINTIES = ("definite", "possible")
 
 
 @dataclass(frozen=True)
@@ -172,3 +172,25 @@ def fill_count_table(table_node, counts: list[dict[str, Any]]) -> None:
         _set_row(table, row, {k: (int(v) if kinds[k] == "int" else v) for k, v in values.items()})
     table.Modified()
     table_node.EndModify(disabled)
+
+
+def read_lesions(table_node) -> tuple[list[Lesion], dict[int, bool], dict[int, str]]:
+    """Lesions, accepted flags and sources back from a lesion table (a reloaded scene). The table keeps no voxel
+    indices or voxel counts: ``centre_ijk`` is NaN and ``n_voxels`` 0 (the segments hold the outlines)."""
+    table = table_node.GetTable()
+    if table.GetColumnByName("id") is None:
+        return [], {}, {}
+    column = {c.name: table.GetColumnByName(c.name) for c in LESION_COLUMNS}
+    lesions, accepted, source = [], {}, {}
+    for row in range(table.GetNumberOfRows()):
+        value = {name: array.GetValue(row) for name, array in column.items()}
+        label = int(value["id"])
+        lesions.append(Lesion(
+            label=label, centre_ras=(float(value["R"]), float(value["A"]), float(value["S"])),
+            centre_ijk=(float("nan"),) * 3, diameter_mm=float(value["diameter"]), volume_mm3=float(value["volume"]),
+            n_voxels=0, mean_probability=float(value["confidence"]), max_probability=float("nan"),
+            region=str(value["region"]), category=str(value["category"]), side=str(value["side"]),
+            certainty=str(value["certainty"]),
+        ))
+        accepted[label], source[label] = bool(int(value["accepted"])), str(value["source"])
+    return lesions, accepted, source

@@ -50,3 +50,12 @@ def labelmap_node_from_array(label_map: np.ndarray, reference_volume, name: str 
     node.CopyOrientation(reference_volume)
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(label_map, dtype=np.int32 if label_map.max() > 32767 else np.int16))
     return node
+
+
+def labelmap_from_segments(segmentation_node, reference_volume, segment_ids: dict[int, str]) -> np.ndarray:
+    """``[k, j, i]`` label array on ``reference_volume``'s grid: each segment's voxels set to its label."""
+    label_map = np.zeros(slicer.util.arrayFromVolume(reference_volume).shape, np.int32)
+    for label, segment_id in segment_ids.items():
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation_node, segment_id, reference_volume)
+        label_map[mask > 0] = label
+    return label_map

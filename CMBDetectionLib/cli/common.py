@@ -18,7 +18,7 @@ import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from CMBDetectionLib.imageio.volumes import VolumeError
+from CMBDetectionLib.errors import CLIError, VolumeError
 
 # TensorFlow's start-up banner (CPU features, absl) is noise on a command line; set before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,10 +27,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-class CLIError(RuntimeError):
-    """A problem the user can fix; printed as one line, exit code 1."""
 
 
 def make_parser(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:

@@ -12,18 +12,31 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from CMBDetectionLib.imageio.volumes import read_volume, volume_stem
+from CMBDetectionLib.errors import OutputError
+from CMBDetectionLib.imageio.dicom_series import is_dicom_input, read_series_datasets
+from CMBDetectionLib.imageio.volumes import read_volume
+from CMBDetectionLib.outputs.folder import output_folder
+from CMBDetectionLib.outputs.stems import distinct_stems
+from CMBDetectionLib.probability.backends.choice import BACKEND_FACTORIES
+from CMBDetectionLib.probability.backends.protocol import DEVICES
+from CMBDetectionLib.probability.registry import METHODS
 from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, CLIError, make_parser, percent_bar, run_cli
 
 log = logging.getLogger(__name__)
 
-EPILOG = """outputs, for an input with stem S (file name without .nii.gz etc., or the DICOM folder's name):
-  S_cmb.nii.gz        0/1 CMB mask (uint8) on the input's grid
-  S_lesions.csv       one row per lesion: centre (RAS mm and voxel i,j,k), diameter, volume, probability, MARS fields
+EPILOG = """outputs, for an input with stem S (file name without .nii.gz etc., or the DICOM folder's name; characters
+other than letters, digits and . _ + - become _; inputs with the same stem get their parent folder's name in front):
+  S_cmb.nii.gz        lesion label map on the input's grid: 0 background, n inside lesion n (> 0 is the CMB mask)
+  S_lesions.csv       one row per lesion (schema_version 1): id, centre (RAS mm and voxel i,j,k), diameter, volume,
+                      probability, MARS fields, accepted, source
   S_cmb.seg.nrrd      Slicer segmentation, one segment "CMB n" per lesion
   S_lesions.mrk.json  Slicer markups point list, one point "CMB n" per lesion
   S_mars.csv          MARS counts per region (when MARS rating is available)
   S_prob.nii.gz       probability map: lesion scores after the 3D filter (only with --save-probability)
+  S_cmb.seg.dcm       DICOM SEG in the source study, one segment "CMB n" per lesion (DICOM input with a lesion)
+  S_cmb.sr.dcm        DICOM SR (TID 1500): a measurement group per lesion, MARS counts (DICOM input)
+A run replaces all files of S as one set (written aside, then moved in under a lock on the folder), so files
+of an earlier run of S that this run does not write are removed, and a failed run leaves the earlier set intact.
 
 examples:
   cmb-detect sub-01_swi.nii.gz -o results/
@@ -41,11 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="SWI volume file (.nii.gz, .nrrd, .mha ...) or DICOM folder")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the result files (created)")
     parser.add_argument("--demo", action="store_true", help="run on the bundled demo phantom (no INPUT needed)")
-    parser.add_argument("--method", choices=("unet", "two-stage"), default="unet",
+    parser.add_argument("--method", choices=tuple(METHODS), default="unet",
                         help="unet: end-to-end UNet (default); two-stage: k-means candidates + ResNet50 classifier")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+    parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="auto: GPU when one is visible, else CPU (default)")
-    parser.add_argument("--backend", choices=("auto", "tensorflow", "onnxruntime", "keras"), default="auto",
+    parser.add_argument("--backend", choices=("auto", *BACKEND_FACTORIES), default="auto",
                         help="inference library (default auto: the fastest available; keras: any KERAS_BACKEND)")
     parser.add_argument("--threshold", type=float,
                         help="threshold, 0..1, on the lesion score of the UNet's 3D false-positive filter (on the "
@@ -77,21 +90,19 @@ def _inputs(args: argparse.Namespace) -> list[str]:
     return inputs
 
 
-def _detect_one(path: str, args: argparse.Namespace, backend) -> str:
-    """Run the pipeline on one input and write its files; returns the summary line."""
+def _detect_one(path: str, stem: str, args: argparse.Namespace, backend) -> str:
+    """Run the pipeline on one input and write its files named ``stem``; returns the summary line."""
     from CMBDetectionLib.outputs.files import write_outputs
     from CMBDetectionLib.pipeline import detect
-    from CMBDetectionLib.imageio.volumes import write_image, array_to_image
 
     image = read_volume(path, args.series)
-    stem = volume_stem(path)
     with percent_bar(stem, args.quiet) as progress:
         result = detect(image, method=args.method, threshold=args.threshold, device=args.device, backend=backend,
                         model_dir=args.model_dir, mars=not args.no_mars, use_lesion_filter=not args.no_lesion_filter,
                         redraw_outlines=not args.detector_outlines, progress=progress)
-    paths = write_outputs(result, args.output, stem)
-    if args.save_probability:
-        write_image(array_to_image(result.probability, image), Path(args.output) / f"{stem}_prob.nii.gz")
+    datasets = read_series_datasets(path, args.series) if is_dicom_input(path) else None  # for the SEG and SR
+    paths = write_outputs(result, args.output, stem, save_probability=args.save_probability, dicom_datasets=datasets)
+    log.debug("%s: stage seconds %s", stem, ", ".join(f"{name} {s:.2f}" for name, s in result.timings.items()))
     return f"{stem}: {len(result.lesions)} CMB(s), {result.provenance['seconds']:.1f} s -> {paths['mask']}"
 
 
@@ -106,11 +117,18 @@ def _shared_backend(args: argparse.Namespace):
 
 def body(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
+    stems = distinct_stems(inputs)  # a clash is refused here, before any work
+    try:
+        output_folder(args.output)
+    except OutputError as exc:
+        raise CLIError(str(exc)) from None
     backend = _shared_backend(args)
+    if not isinstance(backend, str) and not args.quiet:  # the Slicer module shows this device (background_run.py)
+        print(f"cmb-detect: UNet inference on {backend.device} ({backend.name})", file=sys.stderr)
     failures = 0
-    for path in inputs:
+    for path, stem in zip(inputs, stems, strict=True):
         try:
-            print(_detect_one(path, args, backend))
+            print(_detect_one(path, stem, args, backend))
         except (CLIError, ValueError, FileNotFoundError, RuntimeError) as exc:
             failures += 1
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import SimpleITK as sitk
 
-from CMBDetectionLib.imageio.volumes import VOLUME_SUFFIXES, read_image_file, volume_stem
+from CMBDetectionLib.imageio.subject_files import ROLE_SUFFIXES, volumes_by_subject
+from CMBDetectionLib.imageio.volumes import read_image_file
 from CMBDetectionLib.cli.common import EXIT_OK, CLIError, make_parser, run_cli
 
 EPILOG = """pairing: files are matched by subject key = file stem without a trailing "_cmb" and then "_swi".
@@ -27,17 +28,9 @@ metrics: Dice, Jaccard, SVD (1 - Dice), accuracy, sensitivity, specificity, prec
 TABLE_COLUMNS = ("dice", "sensitivity", "precision", "n_gt", "n_pred", "tp", "fp", "lesion_sensitivity", "lesion_f1")
 
 
-def subject_key(path: Path) -> str:
-    """``sub-01_swi_cmb.nii.gz`` and ``sub-01_cmb.nii.gz`` -> ``sub-01``."""
-    stem = volume_stem(path)
-    for suffix in ("_prob", "_cmb", "_swi"):
-        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
-    return stem
-
-
 def _volumes(folder: Path, suffix: str = "") -> dict[str, Path]:
-    files = [p for p in sorted(folder.iterdir()) if p.name.lower().endswith(VOLUME_SUFFIXES)]
-    return {subject_key(p): p for p in files if volume_stem(p).endswith(suffix)}
+    """Volumes of ``folder`` ending in ``suffix`` by subject key (``sub-01_swi_cmb`` and ``sub-01_cmb``: ``sub-01``)."""
+    return volumes_by_subject(folder, suffix, ROLE_SUFFIXES)
 
 
 def pair_files(gt_dir: Path, pred_dir: Path) -> list[tuple[str, Path, Path, Path | None]]:
@@ -93,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def body(args: argparse.Namespace) -> int:
     from CMBDetectionLib.evaluation.metrics import summarise
-    from CMBDetectionLib.outputs.files import write_csv
+    from CMBDetectionLib.outputs.csv_files import write_csv
 
     rows = [{"subject": key, **evaluate_subject(g, p, q)} for key, g, p, q in pair_files(Path(args.gt), Path(args.pred))]
     summary = summarise(rows)

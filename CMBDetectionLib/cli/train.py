@@ -26,6 +26,8 @@ loss_curve.png, checkpoints/ (every epoch) and cache/ (preprocessed slices; dele
 examples:
   cmb-train phantoms/ -o models/unet --crop 128 --steps-per-epoch 200 --epochs 15 --eval-dir heldout/
   cmb-train phantoms/ -o models/unet --epochs 20 --resume      # continue after epoch N up to 20
+  cmb-train phantoms/ -o runs/tuned --init-from models/unet --randomise --lr 2e-5 --crop 256 \
+      --validation-subjects models/unet/split.json   # fine-tune with domain randomisation (checkpoint each epoch)
   cmb-train fresh_phantoms/ -o models/unet --method lesion-filter --eval-dir heldout/
       # 3D false-positive filter for the UNet in models/unet: fitted on 80% of the subjects, threshold on 20%
   cmb-train phantoms/ -o runs/resnet50 --method two-stage --epochs 11 --batch-size 16 --patch-size 64
@@ -53,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from OUTDIR/checkpoints with the recorded split")
     parser.add_argument("--init-from", metavar="MODEL_DIR",
                         help="start from this model folder's weights (fine-tune, e.g. models/unet, on your own data)")
+    parser.add_argument("--randomise", action="store_true",
+                        help="unet: domain randomisation instead of the paper's augmentation (random tissue contrast, "
+                             "inverted or flat; resolution, thick slices, bias, noise, blur, gamma, ghosts, motion, "
+                             "scale, partial slabs) so the model generalises beyond the training generator")
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="stop after the epoch in which MINUTES of wall time pass (then --resume continues)")
     parser.add_argument("--workers", type=int, default=1,
@@ -83,6 +89,8 @@ def _config(args: argparse.Namespace):
         (args.time_limit is None or args.time_limit > 0, "--time-limit must be a positive number of minutes"),
         (args.workers >= 1, "--workers must be at least 1"),
         (not (args.init_from and args.resume), "--init-from starts a new run; it cannot be combined with --resume"),
+        (not (args.init_from and Path(args.init_from).resolve() == Path(args.output).resolve()),
+         f"-o {args.output} is the model --init-from starts from and would be overwritten; write to another folder"),
         (not (args.validation_subjects and args.resume), "--resume keeps the recorded split; drop --validation-subjects"),
         (args.validation_subjects is None or Path(args.validation_subjects).is_file(),
          f"--validation-subjects {args.validation_subjects}: no such file"),
@@ -96,7 +104,7 @@ def _config(args: argparse.Namespace):
         dice_weight=args.dice_weight, positive_fraction=args.positive_fraction, val_fraction=args.val_fraction,
         seed=args.seed, eval_dir=args.eval_dir, resume=args.resume, eager=args.eager,
         time_limit_minutes=args.time_limit, workers=args.workers, init_from=args.init_from,
-        validation_subjects=args.validation_subjects,
+        validation_subjects=args.validation_subjects, randomise=args.randomise,
     )
 
 

@@ -3,9 +3,27 @@
 Voxel level (Ali et al. 2023): Dice, Jaccard, SVD (= 1 - Dice, the paper's eq. 17), accuracy, sensitivity,
 specificity, precision, false-positive rate and, given a probability map, AUC-ROC and binary cross-entropy.
 
-Lesion level (VALDO 2021 Task 2): 6-connected components; a predicted lesion matches a ground-truth lesion
-when their centres of mass lie less than 5 mm apart, one-to-one, closest pairs first. Sensitivity, precision,
-F1, false positives, absolute count difference and the mean Dice of matched lesion pairs.
+Lesion level (VALDO 2021 Task 2, checked against the challenge's code, WhereIsValdo/valdo-eval-2021,
+``evaluation_comparison/pairwise_measures.py``). Where the two differ we follow VALDO, except for the matching:
+
+- **Lesions** are 6-connected components, and centres of mass are compared in mm. We follow the paper here:
+  the official script's defaults use 26-connectivity and measure the distance in voxels.
+- **Matching**: a predicted lesion matches a ground-truth lesion when their centres lie less than 5 mm apart.
+  Matching is one-to-one, closest pairs first over the whole subject (:func:`match_lesions`). This is where
+  we differ from the official code. There each prediction picks its nearest reference, and the closest
+  prediction per reference wins. So two predictions at the same distance both count as true positives (a
+  double count), and a prediction whose nearest reference was taken stays a false positive, even when
+  another reference within 5 mm is free.
+- **F1** = 2TP / (2TP + FP + FN). It is undefined (NaN) for a subject without CMBs, so that subject is left
+  out of F1 means and medians (:func:`summarise` skips NaN). It still counts through ``fp`` and
+  ``abs_count_difference``. When CMBs exist but nothing is predicted, F1 is 0.
+- **Mean Dice per true-positive lesion** (``matched_dice``, VALDO's ``mean_diceover``): for each matched
+  reference lesion, the Dice between it and the union of every prediction assigned to it. That is its match
+  plus every unmatched prediction whose nearest reference within 5 mm it is (:func:`assigned_predictions`),
+  so a lesion split into pieces is scored whole. Averaged over matched references. It is 0 when the subject
+  has CMBs but none is matched, and NaN without CMBs.
+
+Also reported: sensitivity, precision, false positives and the absolute count difference.
 
 >>> gt = np.zeros((3, 4, 4), np.uint8); gt[1, 1:3, 1:3] = 1
 >>> round(voxel_metrics(gt, gt)["dice"], 3)
@@ -84,24 +102,50 @@ def match_lesions(gt_centres: np.ndarray, pred_centres: np.ndarray, max_mm: floa
     return pairs
 
 
-def _pair_dice(gt_labels, g, g_box, pred_labels, p, p_box) -> float:
-    """Dice of one gt and one predicted component, computed inside their joint bounding box."""
-    box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(g_box, p_box))
-    return voxel_metrics(gt_labels[box] == g, pred_labels[box] == p)["dice"]
+def assigned_predictions(
+    gt_centres: np.ndarray, pred_centres: np.ndarray, pairs: list[tuple[int, int]], max_mm: float = MATCH_DISTANCE_MM
+) -> dict[int, list[int]]:
+    """Matched gt index -> the predictions assigned to it: its match, plus every unmatched prediction whose
+    nearest gt lesion (closer than ``max_mm``) it is, as VALDO assigns predictions.
+
+    >>> gt = np.array([[0.0, 0, 0], [0, 0, 20]]); pred = np.array([[0.0, 0, 1], [0, 0, -2], [0, 0, 9]])
+    >>> assigned_predictions(gt, pred, match_lesions(gt, pred))
+    {0: [0, 1]}
+    """
+    assigned = {g: [p] for g, p in pairs}
+    matched = {p for _, p in pairs}
+    if not pairs:
+        return assigned
+    distance = cdist(gt_centres, pred_centres)
+    for p in sorted(set(range(len(pred_centres))) - matched):
+        nearest = int(np.argmin(distance[:, p]))
+        if distance[nearest, p] < max_mm and nearest in assigned:
+            assigned[nearest].append(p)
+    return assigned
+
+
+def _group_dice(gt_labels: np.ndarray, g: int, gt_boxes: list, pred_labels: np.ndarray, preds: list[int], pred_boxes: list) -> float:
+    """Dice of gt component ``g + 1`` and the union of predicted components ``p + 1``, inside their joint box."""
+    boxes = [gt_boxes[g]] + [pred_boxes[p] for p in preds]
+    box = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(gt_labels.ndim))
+    predicted = np.isin(pred_labels[box], [p + 1 for p in preds])
+    return voxel_metrics(gt_labels[box] == g + 1, predicted)["dice"]
 
 
 def lesion_metrics(gt: np.ndarray, pred: np.ndarray, spacing_kji: Iterable[float], max_mm: float = MATCH_DISTANCE_MM) -> dict[str, float]:
-    """VALDO Task 2 lesion metrics for one subject; ``spacing_kji`` in mm along the array axes."""
+    """VALDO Task 2 lesion metrics for one subject (see the module docstring); ``spacing_kji`` in mm along the
+    array axes."""
     spacing = np.asarray(tuple(spacing_kji), dtype=float)
     gt_labels, n_gt = label_components(gt)
     pred_labels, n_pred = label_components(pred)
-    pairs = match_lesions(
-        component_centres_mm(gt_labels, n_gt, spacing), component_centres_mm(pred_labels, n_pred, spacing), max_mm
-    )
+    gt_centres = component_centres_mm(gt_labels, n_gt, spacing)
+    pred_centres = component_centres_mm(pred_labels, n_pred, spacing)
+    pairs = match_lesions(gt_centres, pred_centres, max_mm)
     tp = len(pairs)
     sensitivity, precision = _ratio(tp, n_gt), _ratio(tp, n_pred)
     gt_boxes, pred_boxes = ndimage.find_objects(gt_labels), ndimage.find_objects(pred_labels)
-    dices = [_pair_dice(gt_labels, g + 1, gt_boxes[g], pred_labels, p + 1, pred_boxes[p]) for g, p in pairs]
+    dices = [_group_dice(gt_labels, g, gt_boxes, pred_labels, preds, pred_boxes)
+             for g, preds in assigned_predictions(gt_centres, pred_centres, pairs, max_mm).items()]
     return {
         "n_gt": n_gt,
         "n_pred": n_pred,
@@ -110,9 +154,9 @@ def lesion_metrics(gt: np.ndarray, pred: np.ndarray, spacing_kji: Iterable[float
         "fn": n_gt - tp,
         "lesion_sensitivity": sensitivity,
         "lesion_precision": precision,
-        "lesion_f1": _ratio(2 * tp, n_gt + n_pred) if (n_gt + n_pred) else 1.0,
+        "lesion_f1": _ratio(2 * tp, n_gt + n_pred) if n_gt else math.nan,
         "abs_count_difference": abs(n_pred - n_gt),
-        "matched_dice": float(np.mean(dices)) if dices else math.nan,
+        "matched_dice": float(np.mean(dices)) if dices else (0.0 if n_gt else math.nan),
     }
 
 

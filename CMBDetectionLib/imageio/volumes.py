@@ -7,7 +7,9 @@ Conventions used across the engine:
   :func:`lps_to_ras` / :func:`ras_to_lps` are the only conversion; everything else calls them.
 
 >>> img = read_volume("subject.nii.gz")            # doctest: +SKIP
->>> index_to_ras(img, (10, 20, 5))                  # doctest: +SKIP
+>>> img = sitk.Image(4, 4, 4, sitk.sitkFloat32)     # origin 0, identity direction: LPS and RAS differ in sign
+>>> index_to_ras(img, (1, 2, 3)).tolist()
+[-1.0, -2.0, 3.0]
 """
 
 from __future__ import annotations
@@ -20,11 +22,9 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from CMBDetectionLib.errors import VolumeError
+
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-class VolumeError(ValueError):
-    """An input volume cannot be used; the message names the file, the problem and what to do."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     return series
 
 
-def _read_dicom_folder(folder: Path, series_uid: str | None) -> sitk.Image:
+def chosen_series_uid(folder: Path, series_uid: str | None) -> str:
+    """The UID of the series to read from ``folder``: ``series_uid`` when given, else its only series."""
     series = list_dicom_series(folder)
     if not series:
         raise VolumeError(f"{folder}: no DICOM series found in this folder. Point to the folder holding the SWI slices.")
@@ -79,8 +80,12 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> sitk.Image:
         series_uid = series[0].uid
     elif series_uid not in {s.uid for s in series}:
         raise VolumeError(f"{folder}: no DICOM series with UID {series_uid}; found {', '.join(s.uid for s in series)}.")
+    return series_uid
+
+
+def _read_dicom_folder(folder: Path, series_uid: str | None) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), chosen_series_uid(folder, series_uid)))
     return reader.Execute()
 
 

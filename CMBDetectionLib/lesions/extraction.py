@@ -21,10 +21,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from CMBDetectionLib.results import Lesion
+from CMBDetectionLib.results import SIX_CONNECTED, Lesion
 from CMBDetectionLib.imageio.volumes import index_to_ras
-
-SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 
 
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:

@@ -25,6 +25,7 @@ the darkest voxel of each candidate (within :data:`CROP_MM`) we measure:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -59,9 +60,11 @@ def _crop(shape: Sequence[int], centre: np.ndarray, half: np.ndarray) -> tuple[s
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-def _dark_structure(crop: np.ndarray, centre: np.ndarray, spacing: np.ndarray, level: float) -> list[float]:
-    """Reach (mm), elongation, flatness, log volume and crop-leaving of the dark region around ``centre``."""
-    background, darkest = float(np.median(crop)), float(crop[tuple(centre)])
+def _dark_structure(crop: np.ndarray, centre: np.ndarray, spacing: np.ndarray, level: float,
+                    background: float) -> list[float]:
+    """Reach (mm), elongation, flatness, log volume and crop-leaving of the dark region around ``centre``
+    (``background``: the crop's median)."""
+    darkest = float(crop[tuple(centre)])
     labels, _ = ndimage.label(crop <= darkest + level * (background - darkest), structure=np.ones((3, 3, 3)))
     offsets = (np.argwhere(labels == labels[tuple(centre)]) - centre) * spacing
     axes = np.sort(np.linalg.eigvalsh(np.cov(offsets.T) if len(offsets) > 3 else np.zeros((3, 3)))) + spacing.min() ** 2
@@ -76,17 +79,47 @@ def _dark_structure(crop: np.ndarray, centre: np.ndarray, spacing: np.ndarray, l
     ]
 
 
+@lru_cache(maxsize=4096)  # crops inside the volume share their shape and centre: a few entries serve most
+def gaussian_point_weights(sigma: float, centre: int, length: int) -> np.ndarray:
+    """``(3, length)`` weights giving, dotted with a line of ``length`` samples, its Gaussian smoothing and first
+    and second derivatives at ``centre``: :func:`scipy.ndimage.gaussian_filter1d` (``truncate=4``,
+    ``mode="nearest"``) read at one point, without filtering the whole line. Cached, hence read-only.
+
+    >>> line = np.array([0.0, 1, 4, 9, 16, 25, 36])
+    >>> weights = gaussian_point_weights(0.8, 3, len(line))
+    >>> bool(np.allclose(weights @ line, [ndimage.gaussian_filter1d(line, 0.8, order=o, mode="nearest")[3]
+    ...                                   for o in range(3)]))
+    True
+    """
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=float)
+    phi = np.exp(-0.5 * x**2 / sigma**2)
+    phi /= phi.sum()
+    kernels = np.stack([phi, -x / sigma**2 * phi, (x**2 / sigma**4 - 1 / sigma**2) * phi])
+    # scipy correlates with the reversed kernel; samples past either end repeat the edge one ("nearest")
+    positions = np.clip(centre + x.astype(int), 0, length - 1)
+    weights = np.stack([np.bincount(positions, kernel[::-1], minlength=length) for kernel in kernels])
+    weights.flags.writeable = False
+    return weights
+
+
 def _hessian_eigenvalues(crop: np.ndarray, centre: np.ndarray, spacing: np.ndarray, scale_mm: float) -> list[float]:
-    """Sorted eigenvalues of the scale-normalised Hessian (per mm², times scale²) at ``centre``."""
-    sigma = scale_mm / spacing
+    """Sorted eigenvalues of the scale-normalised Hessian (per mm², times scale²) at ``centre``.
+
+    Gaussian derivatives read at ``centre`` alone, as separable weights (:func:`gaussian_point_weights`): what
+    ``ndimage.gaussian_filter(crop, sigma, order, mode="nearest")[centre]`` gives, without filtering the crop.
+    """
+    weights = [gaussian_point_weights(float(scale_mm / h), int(c), int(n)) for h, c, n in zip(spacing, centre, crop.shape)]
+    # derivatives[o0, o1, o2]: the smoothed crop differentiated o_a times along axis a, at the centre
+    along_0 = (weights[0] @ crop.reshape(len(crop), -1)).reshape(3, *crop.shape[1:])
+    derivatives = weights[1] @ (along_0 @ weights[2].T)
     hessian = np.zeros((3, 3))
     for a in range(3):
         for b in range(a, 3):
             order = [0, 0, 0]
             order[a] += 1
             order[b] += 1
-            value = ndimage.gaussian_filter(crop, sigma, order=order, mode="nearest")[tuple(centre)]
-            hessian[a, b] = hessian[b, a] = value * scale_mm**2 / (spacing[a] * spacing[b])
+            hessian[a, b] = hessian[b, a] = derivatives[tuple(order)] * scale_mm**2 / (spacing[a] * spacing[b])
     return sorted(np.linalg.eigvalsh(hessian).tolist())
 
 
@@ -120,13 +153,15 @@ def candidate_features(
         # Intensities relative to the local median: scanner scaling and coil shading cancel out.
         crop = image[window] / max(float(np.median(image[window])), _EPS)
         local_centre = centre - [s.start for s in window]
+        background = float(np.median(crop))  # once for both dark levels
         rows.append([
             _logit(float(region_probability.max())),
             _logit(float(region_probability.mean())),
             float(np.log(inside.sum() * spacing.prod())),
             float(inside.any(axis=(1, 2)).sum() * spacing[0]),
             1.0 - float(crop[tuple(local_centre)]),
-            *(v for level in DARK_LEVELS.values() for v in _dark_structure(crop, local_centre, spacing, level)),
+            *(v for level in DARK_LEVELS.values()
+              for v in _dark_structure(crop, local_centre, spacing, level, background)),
             *(v for s in HESSIAN_SCALES_MM for v in _hessian_eigenvalues(crop, local_centre, spacing, s)),
             _outline_growth(image, labels, label, box, spacing),
         ])  # fmt: skip

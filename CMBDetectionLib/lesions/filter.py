@@ -33,9 +33,10 @@ import SimpleITK as sitk
 from scipy.special import expit
 
 from CMBDetectionLib.lesions.boosted_trees import BoostedTrees, from_sklearn
-from CMBDetectionLib.lesions.peak_candidates import PEAK_FLOOR, find_candidates
+from CMBDetectionLib.lesions.peak_candidates import PEAK_FLOOR, find_peak_candidates
 from CMBDetectionLib.lesions.features import FEATURE_NAMES, candidate_features
-from CMBDetectionLib.model_store import CARD_NAME, ModelError, load_card
+from CMBDetectionLib.errors import ModelError
+from CMBDetectionLib.model_store import CARD_NAME, load_card
 
 FILTER_FILE = "lesion_filter.json"
 KIND = "gradient-boosted trees on lesion_features.FEATURE_NAMES"
@@ -136,7 +137,7 @@ def fit_lesion_filter(features: np.ndarray, targets: np.ndarray, threshold: floa
 
 def candidate_table(image: sitk.Image, probability: np.ndarray, floor: float = PEAK_FLOOR) -> tuple[np.ndarray, np.ndarray]:
     """Candidate label map and feature table of one volume (``probability`` on ``image``'s grid)."""
-    labels, _ = find_candidates(probability, floor)
+    labels, _ = find_peak_candidates(probability, floor)
     array = sitk.GetArrayViewFromImage(image)  # candidate_features casts to float32 only when needed
     return labels, candidate_features(array, probability, labels, image.GetSpacing()[::-1])
 

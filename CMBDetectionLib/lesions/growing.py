@@ -22,17 +22,14 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from CMBDetectionLib.lesions.extraction import SIX_CONNECTED, lesions_from_labels
-from CMBDetectionLib.results import Lesion
+from CMBDetectionLib.errors import NoLesionHere
+from CMBDetectionLib.lesions.extraction import lesions_from_labels
+from CMBDetectionLib.results import SIX_CONNECTED, Lesion
 from CMBDetectionLib.imageio.volumes import index_to_ras, ras_to_index  # noqa: F401 (index_to_ras: used in the example)
 
 SEARCH_RADIUS_MM = 2.0
 MAX_RADIUS_MM = 6.0  # CMBs are 2-10 mm across; a 12 mm ball holds the largest
 MIN_CONTRAST_SIGMAS = 5.0  # the seed must be this many noise sigmas (robust, from the ball) below the background
-
-
-class NoLesionHere(ValueError):
-    """No dark blob under the placed point; the message says what to do."""
 
 
 def _format(ras: Sequence[float]) -> str:

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from CMBDetectionLib.lesions.extraction import SIX_CONNECTED
+from CMBDetectionLib.results import SIX_CONNECTED
 
 HALF_LOSS = 0.5  # the edge: halfway from the local background down to the lesion's darkest voxel
 MAX_SHIFT_VOXELS = 1  # how far (6-connected steps) the redrawn edge may move beyond the detected one

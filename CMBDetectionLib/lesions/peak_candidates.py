@@ -9,7 +9,7 @@ UNet's own 0.5 outline. :mod:`lesion_features` then describes each candidate in 
 scores it.
 
 >>> p = np.zeros((5, 20, 20), np.float32); p[2, 4:7, 4:7] = 0.9; p[2, 14, 14] = 0.02
->>> labels, peaks = find_candidates(p)
+>>> labels, peaks = find_peak_candidates(p)
 >>> int(labels.max()), sorted(int((labels == i).sum()) for i in (1, 2))
 (2, [1, 9])
 """
@@ -25,7 +25,7 @@ PEAK_FLOOR = 0.005  # every held-out phantom CMB peaks above it; the classifier 
 FULL_MEMBERSHIP = 0.5  # a voxel at or above this probability belongs to its candidate whatever the peak
 
 
-def find_candidates(probability: np.ndarray, floor: float = PEAK_FLOOR) -> tuple[np.ndarray, np.ndarray]:
+def find_peak_candidates(probability: np.ndarray, floor: float = PEAK_FLOOR) -> tuple[np.ndarray, np.ndarray]:
     """Candidate label map (``int32``, 1..n, 0 background) and the peak index ``(n, 3)`` of each label.
 
     Candidate ``i`` is the set of voxels of peak ``i``'s watershed basin with probability at least

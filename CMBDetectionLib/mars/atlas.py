@@ -6,8 +6,8 @@
 Every image is a ``sitk.Image`` on the template's 1 mm grid (197 x 233 x 189), so phantoms, registration
 and the MARS region map share one space.
 
->>> atlas = load_mni_atlas()                     # doctest: +SKIP
->>> atlas.aal_names[37]                          # doctest: +SKIP
+>>> atlas = load_mni_atlas()
+>>> atlas.aal_names[37]
 'Hippocampus_L'
 """
 

@@ -16,21 +16,18 @@ Each lesion gets a region, its category (lobar, deep, infratentorial), a side an
   :data:`MIN_DEFINITE_PROBABILITY` (confident); inside the brain. It is an ordinary field: edit it freely.
 
 The count table is computed from the lesion list alone (:func:`count_table`), so a front end can recompute
-it after every correction.
+it after every correction; ``outputs.mars_table`` writes it as ``S_mars.csv``.
 
 >>> rater = MarsRater.from_image(swi)                           # doctest: +SKIP
 >>> rater.annotate(result.lesions, result.label_map)            # doctest: +SKIP
->>> write_count_table(count_table(result.lesions), "S_mars.csv")  # doctest: +SKIP
+>>> count_table(result.lesions)[-1]["total"]                    # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import csv
-import os
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -43,7 +40,7 @@ from CMBDetectionLib.imageio.volumes import index_to_ras, lps_to_ras, ras_to_lps
 
 __all__ = [
     "MARS_CATEGORIES", "MARS_REGIONS", "SIDES", "CERTAINTIES", "OUTSIDE_REGION", "UNCLASSIFIED",
-    "MarsRater", "count_table", "write_count_table",
+    "MarsRater", "count_table",
 ]
 
 SIDES = ("left", "right")
@@ -223,13 +220,3 @@ def count_table(lesions: Iterable[Lesion]) -> list[dict[str, Any]]:
     overall = Counter({c: sum(n for key, n in counts.items() if key[3] == c) for c in CERTAINTIES})
     return rows + [_row(ALL, ALL, BOTH, overall)]
 
-
-def write_count_table(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write the rows of :func:`count_table` as CSV (columns :data:`TABLE_COLUMNS`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path

@@ -12,7 +12,11 @@ derived by the geometric rules below, applied in this order to brain voxels that
 3. external capsule: between putamen and insula: d(putamen) + d(insula) <= 11;
 4. corpus callosum: white matter (wm > gm) with |x| <= 10 within 10 mm of the lateral ventricles and
    above their floor (z >= -2);
-5. lobar (juxtacortical): within 4 mm of a lobe's AAL cortex -> that lobe (nearest cortex voxel);
+5. lobar (juxtacortical): within :data:`JUXTACORTICAL_MM` (4 mm) of a lobe's AAL cortex -> that lobe (nearest
+   cortex voxel). This is the boundary between lobar and deep white matter: MARS counts subcortical white
+   matter "at the grey-white junction" with its lobe and gives no distance, so ours is one 4 mm step of the
+   template grid (about the width of U-fibres). White matter 4 mm or less from a lobe's cortex is lobar.
+   Farther in, it is deep white matter, unless rules 1-4 or 6 claimed it first;
 6. cerebellum: nearest AAL label is cerebellar (cerebellar white matter, dentate);
 7. deep white matter: everything else inside the brain (deep and periventricular white matter and the
    ventricles, which MARS counts as one region).
@@ -39,6 +43,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from CMBDetectionLib.mars.atlas import MniAtlas, aal_labels_matching, load_mni_atlas
+from CMBDetectionLib.settings import cache_dir
 
 REGION_MAP_VERSION = "v1"
 OUTSIDE_MARGIN_MM = 10.0
@@ -76,13 +81,12 @@ _AAL_PREFIXES: dict[str, tuple[str, ...]] = {
     "cerebellum": ("Cerebelum", "Vermis"),
 }
 _LOBES = ("frontal", "parietal", "temporal", "occipital", "insula")
-_JUXTACORTICAL_MM = 4.0
+JUXTACORTICAL_MM = 4.0  # deep/lobar white-matter boundary: distance (mm) to a lobe's cortex
 
 
 def cache_path() -> Path:
-    """Where the built map is stored: ``$CMBDETECTION_CACHE`` (default ``~/.cache/cmbdetection``)."""
-    root = Path(os.environ.get("CMBDETECTION_CACHE") or Path.home() / ".cache" / "cmbdetection")
-    return root / f"mars_regions_{REGION_MAP_VERSION}.nii.gz"
+    """Where the built map is stored, under :func:`CMBDetectionLib.settings.cache_dir`."""
+    return cache_dir() / f"mars_regions_{REGION_MAP_VERSION}.nii.gz"
 
 
 def load_region_map(rebuild: bool = False) -> sitk.Image:
@@ -186,7 +190,7 @@ def _label_brain(atlas: MniAtlas, box: tuple[slice, ...]) -> np.ndarray:
 
     lobes = np.isin(codes, [REGION_CODES[r] for r in _LOBES])
     distance, lobe = _nearest(codes, lobes)
-    juxtacortical = free & (distance <= _JUXTACORTICAL_MM)
+    juxtacortical = free & (distance <= JUXTACORTICAL_MM)
     codes[juxtacortical] = lobe[juxtacortical]
     free &= ~juxtacortical
 

@@ -1,8 +1,8 @@
 """MNI-space anatomy behind the SWI phantom: tissue fractions, head layers, iron and MARS region labels.
 
 Everything here is derived once from :func:`mni_atlas.load_mni_atlas` (1 mm template grid, arrays
-``[k, j, i]``), cached in-process and, as ``.npz``, under ``~/.cache/cmbdetection`` (``CMBDETECTION_CACHE``
-overrides the folder) so that later processes skip the ~20 s of distance transforms.
+``[k, j, i]``), cached in-process and, as ``.npz``, under ``settings.cache_dir()`` (``~/.cache/cmbdetection``;
+``CMBDETECTION_CACHE`` overrides it) so that later processes skip the ~20 s of distance transforms.
 
 Region labels are those of :mod:`mars_regions` (the map the detector reports with), split by side: each
 labelled voxel holds ``region_code(region, side)``. Label 255 marks brain that no CMB may be placed in or
@@ -19,7 +19,6 @@ import logging
 import os
 from dataclasses import dataclass, fields
 from functools import cached_property, lru_cache
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,6 +27,7 @@ from scipy import ndimage
 from CMBDetectionLib.mars.regions import REGION_CODES, REGION_MAP_VERSION, load_region_map
 from CMBDetectionLib.mars.atlas import MniAtlas, load_mni_atlas
 from CMBDetectionLib.imageio.volumes import index_to_ras, ras_to_index
+from CMBDetectionLib.settings import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +234,6 @@ def build_anatomy(atlas: MniAtlas | None = None) -> PhantomAnatomy:
         gm_wm_junction=junction.astype(np.uint8),
         geometry=np.concatenate([atlas.t1.GetOrigin(), atlas.t1.GetSpacing(), atlas.t1.GetDirection()]),
     )
-
-
-def cache_dir() -> Path:
-    """Folder for derived data that is safe to delete (``CMBDETECTION_CACHE`` or ``~/.cache/cmbdetection``)."""
-    return Path(os.environ.get("CMBDETECTION_CACHE", Path.home() / ".cache" / "cmbdetection"))
 
 
 @lru_cache(maxsize=1)

@@ -128,8 +128,13 @@ def _as_set(paths: list[np.ndarray], radius: np.ndarray, contrast: np.ndarray, i
     return VeinSet(points, np.concatenate(rad), np.concatenate(con), np.full(len(points), in_brain))
 
 
-def _medullary(anatomy: PhantomAnatomy, rng: np.random.Generator) -> VeinSet:
-    n = int(rng.integers(120, 200))
+def _count(rng: np.random.Generator, low: int, high: int, density: float) -> int:
+    """A random vein count in [low, high), times ``density``."""
+    return int(int(rng.integers(low, high)) * density)
+
+
+def _medullary(anatomy: PhantomAnatomy, rng: np.random.Generator, density: float) -> VeinSet:
+    n = _count(rng, 120, 200, density)
     wall = (anatomy.ventricle_distance >= 1) & (anatomy.ventricle_distance <= 4) & (anatomy.wm > 0.5)
     deep = (anatomy.cortex_distance > 6) & (anatomy.wm > 0.6) & (anatomy.regions > 0)
     starts = np.concatenate([_random_voxels(anatomy, wall, n // 2, rng), _random_voxels(anatomy, deep, n - n // 2, rng)])
@@ -139,16 +144,16 @@ def _medullary(anatomy: PhantomAnatomy, rng: np.random.Generator) -> VeinSet:
     return _as_set(paths, rng.uniform(0.25, 0.55, n), rng.uniform(0.6, 0.95, n), True, taper=False)
 
 
-def _subependymal(anatomy: PhantomAnatomy, rng: np.random.Generator) -> VeinSet:
-    n = int(rng.integers(8, 16))
+def _subependymal(anatomy: PhantomAnatomy, rng: np.random.Generator, density: float) -> VeinSet:
+    n = _count(rng, 8, 16, density)
     wall = (anatomy.ventricle_distance >= 1) & (anatomy.ventricle_distance <= 2.5) & (anatomy.brain > 0)
     paths = _walk(anatomy, rng, _random_voxels(anatomy, wall, n, rng), int(rng.integers(40, 80)), "ventricle_distance",
                   "surface", level=1.5, wander=0.15)
     return _as_set(paths, rng.uniform(0.5, 0.9, n), rng.uniform(0.6, 0.9, n), True, taper=True)
 
 
-def _pial(anatomy: PhantomAnatomy, rng: np.random.Generator) -> VeinSet:
-    n = int(rng.integers(70, 120))
+def _pial(anatomy: PhantomAnatomy, rng: np.random.Generator, density: float) -> VeinSet:
+    n = _count(rng, 70, 120, density)
     surface = (anatomy.cortex_distance >= 0.5) & (anatomy.cortex_distance <= 1.5) & (anatomy.csf > 0.5)
     surface &= anatomy.brain > 0
     trunks = _walk(anatomy, rng, _random_voxels(anatomy, surface, n, rng), int(rng.integers(80, 180)), "cortex_distance",
@@ -221,11 +226,10 @@ def _sinuses(anatomy: PhantomAnatomy, rng: np.random.Generator) -> VeinSet:
     return _as_set(paths, np.array(radii), rng.uniform(0.8, 0.95, len(paths)), False, taper=False)
 
 
-def generate_veins(anatomy: PhantomAnatomy, rng: np.random.Generator) -> VeinSet:
-    """All veins of one subject (MNI space)."""
-    return VeinSet.concat(
-        [_medullary(anatomy, rng), _subependymal(anatomy, rng), _pial(anatomy, rng), _deep(rng), _sinuses(anatomy, rng)]
-    )
+def generate_veins(anatomy: PhantomAnatomy, rng: np.random.Generator, density: float = 1.0) -> VeinSet:
+    """All veins of one subject (MNI space); ``density`` scales the number of medullary, subependymal and pial veins."""
+    return VeinSet.concat([_medullary(anatomy, rng, density), _subependymal(anatomy, rng, density),
+                           _pial(anatomy, rng, density), _deep(rng), _sinuses(anatomy, rng)])
 
 
 def render_tubes(

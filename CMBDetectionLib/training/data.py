@@ -8,7 +8,8 @@ Accepted layouts of a data folder (see :func:`find_pairs`):
 Any volume format of :data:`volume_io.VOLUME_SUFFIXES` works. Each subject is preprocessed once (axial,
 normalised, 256x256 slices) into ``.npy`` files that are memory-mapped, so memory stays bounded however many
 subjects there are. :class:`CropBatches` draws batches of crops, half of them (by default) centred near a CMB
-because CMB voxels are rare, with random rotations, flips and intensity changes.
+because CMB voxels are rare, with random rotations, flips and intensity changes, or with ``randomise=True``
+with domain randomisation (:mod:`CMBDetectionLib.training.randomisation`).
 
 >>> pairs = find_pairs("phantoms/")                               # doctest: +SKIP
 >>> train, val = split_subjects(pairs, 0.2, seed=0)               # doctest: +SKIP
@@ -23,10 +24,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from CMBDetectionLib.probability.unet.slicing import SliceGrid, normalise_intensity, to_axial
-from CMBDetectionLib.imageio.volumes import VOLUME_SUFFIXES, read_image_file, read_volume, volume_stem
+from CMBDetectionLib.imageio.subject_files import volumes_by_subject
+from CMBDetectionLib.imageio.volumes import read_image_file, read_volume
+from CMBDetectionLib.training.augmentation import geometric_crop
+from CMBDetectionLib.training.randomisation import randomised_sample
 
 LAYOUT_HELP = """accepted layouts of DATA_DIR:
   1. DATA_DIR/<name>_swi.nii.gz + DATA_DIR/<name>_cmb.nii.gz   (as written by cmb-phantom)
@@ -41,8 +44,9 @@ class TrainingPair:
     mask: Path
 
 
-def _volumes_in(folder: Path) -> dict[str, Path]:
-    return {volume_stem(p): p for p in sorted(folder.iterdir()) if p.name.lower().endswith(VOLUME_SUFFIXES)}
+def _pairs(images: dict[str, Path], masks: dict[str, Path]) -> list[TrainingPair]:
+    """One pair per subject key found in both, in the order of ``images``."""
+    return [TrainingPair(name, path, masks[name]) for name, path in images.items() if name in masks]
 
 
 def find_pairs(data_dir: str | os.PathLike) -> list[TrainingPair]:
@@ -52,16 +56,10 @@ def find_pairs(data_dir: str | os.PathLike) -> list[TrainingPair]:
         raise ValueError(f"{root}: not a folder. Give the folder holding the training volumes.\n{LAYOUT_HELP}")
     for images, labels in (("images", "labels"), ("imagesTr", "labelsTr")):
         if (root / images).is_dir() and (root / labels).is_dir():
-            masks = _volumes_in(root / labels)
-            pairs = [TrainingPair(stem, path, masks[stem]) for stem, path in _volumes_in(root / images).items() if stem in masks]
+            pairs = _pairs(volumes_by_subject(root / images), volumes_by_subject(root / labels))
             if pairs:
                 return pairs
-    volumes = _volumes_in(root)
-    pairs = [
-        TrainingPair(stem[: -len("_swi")], path, volumes[stem[: -len("_swi")] + "_cmb"])
-        for stem, path in volumes.items()
-        if stem.endswith("_swi") and stem[: -len("_swi")] + "_cmb" in volumes
-    ]
+    pairs = _pairs(volumes_by_subject(root, "_swi"), volumes_by_subject(root, "_cmb"))
     if not pairs:
         raise ValueError(f"{root}: no volume/mask pairs found.\n{LAYOUT_HELP}")
     return pairs
@@ -151,6 +149,7 @@ class CropBatches(keras.utils.PyDataset):
         steps: int = 200,
         positive_fraction: float = 0.5,
         augment: bool = True,
+        randomise: bool = False,
         seed: int = 0,
         workers: int = 1,
     ):
@@ -160,6 +159,7 @@ class CropBatches(keras.utils.PyDataset):
             raise ValueError(f"crop {crop} must be a positive multiple of 16 (the UNet pools four times).")
         self.stacks, self.batch_size, self.crop, self.steps = stacks, batch_size, crop, steps
         self.positive_fraction, self.augment, self.seed, self.epoch = positive_fraction, augment, seed, 0
+        self.randomise = randomise  # domain randomisation (training.randomisation) instead of the paper's augmentation
         self._positives = [(s, k) for s, stack in enumerate(stacks) for k in stack.positive_slices]
 
     def __len__(self) -> int:
@@ -169,7 +169,8 @@ class CropBatches(keras.utils.PyDataset):
         if self.augment:  # validation batches stay the same every epoch
             self.epoch += 1
 
-    def _centre(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    def _centre(self, rng: np.random.Generator) -> tuple[int, int, tuple[int, int]]:
+        """(stack, slice, centre pixel) of the next sample."""
         if self._positives and rng.random() < self.positive_fraction:
             s, k = self._positives[rng.integers(len(self._positives))]
             rows, cols = np.nonzero(self.stacks[s].masks[k])
@@ -181,22 +182,18 @@ class CropBatches(keras.utils.PyDataset):
             k = rng.integers(len(self.stacks[s].images))
             size = self.stacks[s].images.shape[1]
             centre = tuple(int(v) for v in rng.integers(self.crop // 2, size - self.crop // 2 + 1, size=2))
-        return self.stacks[s].images[k], self.stacks[s].masks[k], centre
+        return int(s), int(k), centre
 
     def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        image, mask, centre = self._centre(rng)
+        s, k, centre = self._centre(rng)
+        stack = self.stacks[s]
         if not self.augment:
-            return _window(image, centre, self.crop), _window(mask, centre, self.crop)
-        # Rotate a larger window, then cut the crop from its middle, so no empty corners appear.
-        big = int(np.ceil(self.crop * 1.5))
-        angle = rng.uniform(-180.0, 180.0)
-        image_big = ndimage.rotate(_window(image, centre, big), angle, reshape=False, order=1)
-        mask_big = ndimage.rotate(_window(mask, centre, big), angle, reshape=False, order=0)
-        cut = slice((big - self.crop) // 2, (big - self.crop) // 2 + self.crop)
-        image, mask = image_big[cut, cut], mask_big[cut, cut]
-        for axis in (0, 1):
-            if rng.random() < 0.5:
-                image, mask = np.flip(image, axis), np.flip(mask, axis)
+            return _window(stack.images[k], centre, self.crop), _window(stack.masks[k], centre, self.crop)
+        if self.randomise:  # needs the neighbouring slices, so it works on the stack
+            return randomised_sample(stack.images, stack.masks, k, centre, self.crop, rng)
+        flips = (bool(rng.random() < 0.5), bool(rng.random() < 0.5))
+        image, mask = geometric_crop(stack.images[k], stack.masks[k], centre, self.crop, rng.uniform(-180.0, 180.0),
+                                     flips=flips)
         return augment_intensity(image, rng), mask
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,12 +31,22 @@ from CMBDetectionLib.model_store import (
 from CMBDetectionLib.training.onnx_export import add_onnx_to_model_dir
 from CMBDetectionLib.evaluation.subjects import evaluate_maps
 from CMBDetectionLib.training.data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
+from CMBDetectionLib.training.randomisation import RANGES
 from CMBDetectionLib.probability.unet.network import DROPOUT_RATE, ENCODER_FILTERS, LEAKY_ALPHA, build_unet
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = Path("checkpoints") / "last.keras"
 STATE = Path("checkpoints") / "state.json"
+PAPER_AUGMENTATION = "random rotation, flips, gamma/contrast/brightness/noise"
+RANDOMISED = ("domain randomisation (training.randomisation): random rotation, flips and scale; tissue contrast "
+              "remapped (inverted, flat, random curves; CMBs and veins kept darker than their background); bias field, "
+              "gamma, Rician noise (SNR {snr[0]:g}-{snr[1]:g}), blur, coarser in-plane pixels (x{pixel_factor[0]:g}-"
+              "{pixel_factor[1]:g}), thick slices, N/2 ghosts, motion lines, partial-slab normalisation; each with its "
+              "own probability").format(**RANGES)
+#: Ali et al. 2023, for comparison with the recipe actually used (the card's ``recipe``)
+PAPER_RECIPE = {"optimizer": "Adam", "learning_rate": 1e-4, "loss": "binary cross-entropy", "batch_size": 4,
+                "split": "80:20 by subject", "augmentation": "rotations and flips"}
 #: candidate operating thresholds, scored on the validation subjects
 THRESHOLD_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 
@@ -61,6 +72,7 @@ class TrainConfig:
     validation_subjects: str | None = None  # split.json or name list: keeps validation fixed as data grow
     time_limit_minutes: float | None = None  # stop after the epoch in which this wall time is reached
     workers: int = 1  # processes drawing augmented batches (CPU-bound; more keep a GPU busy)
+    randomise: bool = False  # domain randomisation (training.randomisation) instead of the paper's augmentation
     eager: bool = False  # skip graph tracing (tens of seconds): slower steps, for smoke runs on tiny data
 
 
@@ -142,15 +154,21 @@ def _split(config: TrainConfig, out: Path) -> tuple[list[TrainingPair], list[Tra
     return train, val
 
 
-class _EpochState(keras.callbacks.Callback):
-    """Record the last finished epoch next to the checkpoint, for ``--resume``."""
+class _Checkpoint(keras.callbacks.Callback):
+    """Save model and optimiser after every epoch, then record the epoch for ``--resume``; both files are
+    written beside their targets and renamed, so a run killed mid-save keeps the previous checkpoint."""
 
-    def __init__(self, path: Path):
+    def __init__(self, out: Path):
         super().__init__()
-        self.path = path
+        self.model_file, self.state_file = out / CHECKPOINT, out / STATE
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.path.write_text(json.dumps({"epochs_done": epoch + 1}) + "\n")
+        partial = self.model_file.with_name("partial.keras")
+        self.model.save(partial)
+        os.replace(partial, self.model_file)
+        partial_state = self.state_file.with_suffix(".partial")
+        partial_state.write_text(json.dumps({"epochs_done": epoch + 1}) + "\n")
+        os.replace(partial_state, self.state_file)
 
 
 class _TimeLimit(keras.callbacks.Callback):
@@ -271,7 +289,8 @@ def _card(config: TrainConfig, train: list[TrainingPair], val: list[TrainingPair
                        if k not in ("data_dir", "out_dir", "resume", "eager", "workers", "time_limit_minutes", "init_from",
                                  "validation_subjects")},
                    "optimizer": "Adam", "loss": "binary cross-entropy" + (" + Dice" if config.dice_weight else ""),
-                   "epochs_done": epochs_done, "augmentation": "random rotation, flips, gamma/contrast/brightness/noise"},
+                   "epochs_done": epochs_done, "augmentation": RANDOMISED if config.randomise else PAPER_AUGMENTATION},
+        "paper_recipe": PAPER_RECIPE,
         "initialised_from": _provenance(config.init_from),
         "preprocessing": "axial reorientation; 1-99th percentile inside the head -> 0..1; 256x256 square pixels, padded",
     }
@@ -287,14 +306,15 @@ def train(config: TrainConfig, verbose: int = 2) -> dict[str, Any]:
     cache = out / "cache"
     train_batches = CropBatches([load_stack(p, cache) for p in train_pairs], batch_size=config.batch_size,
                                 crop=config.crop, steps=config.steps_per_epoch,
-                                positive_fraction=config.positive_fraction, seed=config.seed, workers=config.workers)
+                                positive_fraction=config.positive_fraction, randomise=config.randomise,
+                                seed=config.seed, workers=config.workers)
     val_batches = CropBatches([load_stack(p, cache) for p in val_pairs], batch_size=config.batch_size,
                               crop=config.crop, steps=config.validation_steps, augment=False,
                               seed=config.seed + 1) if val_pairs else None
     model, start = _model_and_start(config, out)
     train_batches.epoch = start
     log_csv = out / "training_log.csv"
-    callbacks = [keras.callbacks.ModelCheckpoint(out / CHECKPOINT), _EpochState(out / STATE),
+    callbacks = [_Checkpoint(out),
                  keras.callbacks.CSVLogger(log_csv, append=config.resume)]
     if config.time_limit_minutes:
         callbacks.append(_TimeLimit(config.time_limit_minutes))
@@ -310,7 +330,7 @@ def finish(model: keras.Model, config: TrainConfig, train_pairs: list[TrainingPa
     have JAX but no TensorFlow). Without tf2onnx the ONNX export is skipped with a warning; add it later with
     ``python -m CMBDetectionLib.training.onnx_export OUTDIR``.
     """
-    from CMBDetectionLib.probability.backends.choice import KerasBackend
+    from CMBDetectionLib.probability.backends.keras_backends import KerasBackend
 
     out = Path(config.out_dir)
     save_weights_npz(model, out / WEIGHTS_NAME)

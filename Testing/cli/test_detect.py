@@ -10,7 +10,8 @@ import SimpleITK as sitk
 from synthetic_cmb import write_dataset
 
 from CMBDetectionLib.cli.detect import main as detect_main
-from CMBDetectionLib.cli.evaluate import main as eval_main, subject_key
+from CMBDetectionLib.cli.evaluate import main as eval_main
+from CMBDetectionLib.imageio.subject_files import subject_key
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,14 @@ from synthetic_cmb import synthetic_subject, write_dataset
 
 from CMBDetectionLib.lesions.boosted_trees import BoostedTrees, from_sklearn
 from CMBDetectionLib.cli.train import main as train_main
-from CMBDetectionLib.lesions.peak_candidates import FULL_MEMBERSHIP, find_candidates
+from CMBDetectionLib.lesions.peak_candidates import FULL_MEMBERSHIP, find_peak_candidates
 from CMBDetectionLib.lesions.features import FEATURE_NAMES, candidate_features
 from CMBDetectionLib.lesions.filter import (
     FILTER_FILE, LesionFilter, fit_lesion_filter, has_lesion_filter, lesion_probability, load_lesion_filter,
 )
 from CMBDetectionLib.training.lesion_filter import FILTER_THRESHOLDS, candidate_targets
-from CMBDetectionLib.model_store import ModelError, load_card, sha256_of, write_card
+from CMBDetectionLib.errors import ModelError
+from CMBDetectionLib.model_store import load_card, sha256_of, write_card
 from CMBDetectionLib.pipeline import detect
 
 SHIPPED = REPO_ROOT / "models" / "unet"
@@ -37,7 +38,7 @@ def test_candidates_keep_faint_peaks_apart_from_confident_ones():
     p[3, 7, 7] = 0.95
     p[3, 30, 30], p[3, 30, 31] = 0.03, 0.02  # a faint dot: a candidate of its own, down to half its peak
     p[3, 20, 20] = 0.003  # below the floor: no candidate
-    labels, peaks = find_candidates(p)
+    labels, peaks = find_peak_candidates(p)
     assert labels.max() == 2 and len(peaks) == 2
     big, faint = labels[3, 7, 7], labels[3, 30, 30]
     assert {int(big), int(faint)} == {1, 2}
@@ -47,7 +48,7 @@ def test_candidates_keep_faint_peaks_apart_from_confident_ones():
 
 
 def test_no_candidates_below_the_floor():
-    labels, peaks = find_candidates(np.full((4, 16, 16), 0.001, np.float32))
+    labels, peaks = find_peak_candidates(np.full((4, 16, 16), 0.001, np.float32))
     assert labels.shape == (4, 16, 16) and not labels.any() and peaks.shape == (0, 3)
 
 
@@ -56,7 +57,7 @@ def test_candidates_split_a_microbleed_from_the_vein_response_beside_it():
     p[2, 10, 5:25] = 0.2  # a vein's trail
     p[2, 10, 12] = 0.9  # a microbleed on it
     p[2, 10, 20] = 0.3  # and a second, weaker peak further along the vein
-    labels, _ = find_candidates(p)
+    labels, _ = find_peak_candidates(p)
     assert labels.max() == 2
     assert labels[2, 10, 12] != labels[2, 10, 20]
     assert (labels == labels[2, 10, 12]).sum() == 1  # only the voxel at or above 0.5 / half its peak
@@ -195,8 +196,8 @@ def unet_copy(tmp_path_factory) -> Path:
 
 
 def test_cmb_train_lesion_filter_fits_chooses_a_threshold_and_records_it(unet_copy, tmp_path):
-    data = write_dataset(tmp_path / "fresh", 5, seed0=70, shape_kji=(10, 96, 96), n_cmbs=3)
-    heldout = write_dataset(tmp_path / "heldout", 1, seed0=90, shape_kji=(10, 96, 96), n_cmbs=3)
+    data = write_dataset(tmp_path / "fresh", 5, seed0=70, shape_kji=(10, 96, 96), n_cmbs=3, n_distractors=6)
+    heldout = write_dataset(tmp_path / "heldout", 1, seed0=90, shape_kji=(10, 96, 96), n_cmbs=3, n_distractors=6)
     assert train_main([str(data), "-o", str(unet_copy), "--method", "lesion-filter", "--eval-dir", str(heldout), "-q"]) == 0
     card = load_card(unet_copy)
     record = card["lesion_filter"]

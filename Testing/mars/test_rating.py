@@ -17,11 +17,11 @@ from CMBDetectionLib.mars.rating import (
     MarsRater,
     count_table,
     elongation,
-    write_count_table,
 )
 from CMBDetectionLib.mars.regions import REGION_CODES, load_region_map
 from CMBDetectionLib.mars.atlas import aal_labels_matching, load_mni_atlas
-from CMBDetectionLib.mars.registration import RegistrationError
+from CMBDetectionLib.errors import RegistrationError
+from CMBDetectionLib.outputs.mars_table import write_mars_table
 from CMBDetectionLib.results import Lesion
 from CMBDetectionLib.imageio.volumes import index_to_ras
 
@@ -154,7 +154,7 @@ def test_count_table_layout_and_csv(tmp_path) -> None:
         lesion.region = "thalamus"
     rows = count_table(lesions)
     assert len(rows) == 2 * len(MARS_REGIONS) + len(MARS_CATEGORIES) + 1
-    path = write_count_table(rows, tmp_path / "S_mars.csv")
+    path = write_mars_table(rows, tmp_path / "S_mars.csv")
     with path.open() as handle:
         read = list(csv.DictReader(handle))
     assert tuple(read[0]) == TABLE_COLUMNS

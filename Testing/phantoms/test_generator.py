@@ -144,3 +144,34 @@ def test_cli_unwritable_output_fails_with_a_clear_message(tmp_path, capsys):
     assert main(["-o", str(blocker / "out"), "--size", "64", "--spacing", "3.6", "--slices", "12", "-q"]) == 1
     err = capsys.readouterr().err
     assert "cannot create output folder" in err and "-o" in err
+
+
+def test_cli_ood_set_uses_its_own_seeds_and_settings(tmp_path):
+    assert main(["-o", str(tmp_path), "--ood-set", "partial-slab", "-q"]) == 0
+    swi = sitk.ReadImage(str(tmp_path / "phantom_21400_swi.nii.gz"))  # partial-slab is set 14: seeds 21400-21499
+    assert swi.GetSize()[:2] == (256, 256) and 8 <= swi.GetSize()[2] <= 30
+
+
+def test_cli_randomise_draws_from_the_wide_preset(tmp_path):
+    args = ["-o", str(tmp_path), "--randomise", "--seed", "40", "--size", "64", "--spacing", "3.6", "-q"]
+    assert main(args) == 0
+    swi = sitk.ReadImage(str(tmp_path / "phantom_00040_swi.nii.gz"))
+    assert swi.GetSize()[:2] == (64, 64)
+    assert not np.allclose(np.array(swi.GetDirection()).reshape(3, 3), np.eye(3))  # seed 40: a tilted slab
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["--ood-set", "snr-8-12", "--size", "64"], "--ood-set snr-8-12 fixes its own grid"),
+    (["--ood-set", "snr-8-12", "--seed", "5"], "owns seeds 20600-20699"),
+    (["--randomise", "--size", "64"], "needs a fixed in-plane spacing"),
+])
+def test_cli_refuses_settings_that_contradict_each_other(tmp_path, capsys, bad, words):
+    assert main(["-o", str(tmp_path), "-q"] + bad) == 1
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_cli_randomise_and_ood_set_are_exclusive(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-o", str(tmp_path), "--randomise", "--ood-set", "snr-8-12"])
+    assert exit_info.value.code == 2

@@ -14,7 +14,9 @@ import pytest
 import SimpleITK as sitk
 from synthetic_cmb import synthetic_subject
 
-from CMBDetectionLib.probability.backends.choice import BackendUnavailable, KerasBackend, TensorFlowBackend, make_backend
+from CMBDetectionLib.errors import BackendUnavailable
+from CMBDetectionLib.probability.backends.choice import make_backend
+from CMBDetectionLib.probability.backends.keras_backends import KerasBackend, TensorFlowBackend
 from CMBDetectionLib.lesions.extraction import extract_lesions
 from CMBDetectionLib.model_store import CARD_NAME, WEIGHTS_NAME, model_dir, save_weights_npz, write_card
 from CMBDetectionLib.probability.backends.onnxruntime_backend import OnnxRuntimeBackend, choose_providers, physical_cores

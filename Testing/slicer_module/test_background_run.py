@@ -76,7 +76,7 @@ def test_a_background_run_reports_progress_and_its_files_become_mrml(tmp_path, s
     assert update.returncode == 0
     assert update.fraction == pytest.approx(0.9)  # the last tqdm percentage printed
     assert all(f is None or 0 <= f <= 1 for f in fractions)
-    outcome = logic.finish_background(volume, run)
+    outcome = logic.finish_background(run)
     assert outcome.status is RunStatus.DONE
     results = outcome.results
     assert results.accepted_labels() == [1, 2, 3]
@@ -90,7 +90,7 @@ def test_cancel_kills_the_process_and_keeps_earlier_results(tmp_path, scene):
     logic, volume = run_with(tmp_path, scene, "ok")
     run = logic.start_background(volume, DetectionSettings())
     wait(run)
-    earlier = logic.finish_background(volume, run).results
+    earlier = logic.finish_background(run).results
     earlier.reject(2)
 
     hanging = DetectionLogic(locate_factory=None, count_table=count_by_side, command=stand_in(tmp_path, "hang"))
@@ -101,7 +101,7 @@ def test_cancel_kills_the_process_and_keeps_earlier_results(tmp_path, scene):
     started = time.monotonic()
     run.cancel()
     assert not run.poll().running and time.monotonic() - started < 5
-    outcome = hanging.finish_background(volume, run)
+    outcome = hanging.finish_background(run)
     assert outcome.status is RunStatus.CANCELLED
     assert outcome.results is earlier and earlier.accepted_labels() == [1, 3]
 
@@ -111,7 +111,7 @@ def test_a_failing_run_reports_the_engine_error(tmp_path, scene):
     run = logic.start_background(volume, DetectionSettings())
     update, _ = wait(run)
     assert update.returncode == 1
-    outcome = logic.finish_background(volume, run)
+    outcome = logic.finish_background(run)
     assert outcome.status is RunStatus.FAILED
     assert "model weights are damaged" in outcome.message
     assert logic.results_for(volume) is None
@@ -123,7 +123,7 @@ def test_starting_over_corrections_needs_confirmation(tmp_path, scene):
     logic, volume = run_with(tmp_path, scene, "ok")
     run = logic.start_background(volume, DetectionSettings())
     wait(run)
-    logic.finish_background(volume, run).results.reject(1)
+    logic.finish_background(run).results.reject(1)
     with pytest.raises(CorrectionsWouldBeLost):
         logic.start_background(volume, DetectionSettings())
 
@@ -138,3 +138,39 @@ def test_the_engine_command_line_matches_cmb_detect(tmp_path):
     assert completed.returncode == 0
     for option in ("--method", "--device", "--threshold", "-o"):
         assert option in completed.stdout
+
+
+def test_results_land_on_the_volume_the_run_started_on(tmp_path, scene):
+    logic, volume = run_with(tmp_path, scene, "ok")
+    run = logic.start_background(volume, DetectionSettings())
+    other = make_volume(scene, "another swi")  # the user selects another volume while the run goes on
+    wait(run)
+    outcome = logic.finish_background(run)
+    assert outcome.status is RunStatus.DONE and outcome.results.volume_node is volume
+    assert logic.results_for(volume) is outcome.results and logic.results_for(other) is None
+
+
+@pytest.mark.parametrize("how", ["volume removed", "scene closed"])
+def test_results_of_a_vanished_volume_are_dropped_cleanly(tmp_path, scene, how):
+    logic, volume = run_with(tmp_path, scene, "ok")
+    run = logic.start_background(volume, DetectionSettings())
+    wait(run)
+    scene.RemoveNode(volume) if how == "volume removed" else scene.Clear(False)
+    outcome = logic.finish_background(run)
+    assert outcome.status is RunStatus.DROPPED and "dropped" in outcome.message
+    assert not run.folder.exists()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+
+
+def test_the_device_the_engine_reports_reaches_the_status_and_the_nodes(tmp_path, scene):
+    script = tmp_path / "engine.py"
+    script.write_text(STAND_IN_ENGINE.replace('mode, source', 'print("cmb-detect: UNet inference on '
+                                              'CUDAExecutionProvider (onnxruntime)", file=sys.stderr)\nmode, source'))
+    command = lambda python, input_path, out_dir, settings: [sys.executable, str(script), "ok", str(input_path), "-o", str(out_dir)]  # noqa: E731
+    logic = DetectionLogic(locate_factory=None, count_table=count_by_side, command=command)
+    volume = make_volume(scene)
+    run = logic.start_background(volume, DetectionSettings())
+    wait(run)
+    outcome = logic.finish_background(run)
+    assert "ran on CUDAExecutionProvider" in outcome.message
+    assert all(node.GetAttribute("CMBDetection.Device") == "CUDAExecutionProvider" for node in outcome.results.nodes)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CMBDetectionLib.lesions.growing import MAX_RADIUS_MM, NoLesionHere, grow_lesion
+from CMBDetectionLib.errors import NoLesionHere
+from CMBDetectionLib.lesions.growing import MAX_RADIUS_MM, grow_lesion
 from CMBDetectionLib.imageio.volumes import index_to_ras
 
 SPACING = (0.5, 0.5, 1.0)

@@ -210,7 +210,7 @@ def test_a_failed_or_cancelled_run_keeps_earlier_results(scene, detected, failur
 
     def broken(image, **kwargs):
         if failure == "cancel":
-            from CMBDetectionLib.pipeline import DetectionCancelled
+            from CMBDetectionLib.errors import DetectionCancelled
 
             raise DetectionCancelled("cancelled")
         raise RuntimeError("model file damaged")
@@ -228,7 +228,7 @@ def test_export_writes_files_that_reload_on_the_input_grid(tmp_path, logic, dete
     volume, results = detected
     results.reject(2)
     paths = logic.export(volume, tmp_path, "case")
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".schema.csv")) == sorted(
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p.name for p in paths.values()
     )
     reference = volume_to_image(volume)
@@ -254,7 +254,7 @@ def test_export_writes_files_that_reload_on_the_input_grid(tmp_path, logic, dete
     with open(paths["lesions_csv"], newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["id"], row["accepted"]) for row in rows] == [("1", "1"), ("2", "0"), ("3", "1")]
-    assert float(rows[0]["diameter"]) == pytest.approx(results.lesions[1].diameter_mm)
+    assert float(rows[0]["diameter_mm"]) == pytest.approx(results.lesions[1].diameter_mm)
     assert "frontal" in paths["mars_csv"].read_text()
 
 

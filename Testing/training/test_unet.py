@@ -120,6 +120,7 @@ def test_cmb_train_writes_card_and_resumes(data_dir, eval_dir, tmp_path):
     assert len(log_rows) == 3  # header + epoch 0 + epoch 1 (resumed, appended)
     assert json.loads((out / "split.json").read_text()) == split  # the recorded split is reused
     assert load_card(out)["recipe"]["epochs_done"] == 2
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.keras", "state.json"]  # no partial saves
 
 
 def test_time_limit_stops_after_the_current_epoch(data_dir, tmp_path):
@@ -137,12 +138,20 @@ def test_init_from_starts_at_the_given_weights_and_records_them(data_dir, tmp_pa
     assert train_main(common + ["-o", str(base), "--lr", "1e-2"]) == 0
     # A vanishing learning rate leaves the learned weights where --init-from put them (batch-norm statistics
     # still move: the optimiser does not set them).
-    assert train_main(common + ["-o", str(tuned), "--init-from", str(base), "--lr", "1e-12"]) == 0
+    assert train_main(common + ["-o", str(tuned), "--init-from", str(base), "--lr", "1e-12", "--randomise"]) == 0
     before, after = load_unet(base).trainable_weights, load_unet(tuned).trainable_weights
     assert len(before) == len(after) > 0
     for b, a in zip(before, after):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-3)
-    assert load_card(tuned)["initialised_from"]["weights_sha256"] == sha256_of(base / "weights.npz")
+    card = load_card(tuned)
+    assert card["initialised_from"]["weights_sha256"] == sha256_of(base / "weights.npz")
+    assert card["recipe"]["randomise"] and card["recipe"]["augmentation"].startswith("domain randomisation")
+    assert card["paper_recipe"]["learning_rate"] == 1e-4 and not load_card(base)["recipe"]["randomise"]
+
+
+def test_init_from_refuses_to_overwrite_its_own_folder(data_dir, tmp_path, capsys):
+    assert train_main([str(data_dir), "-o", str(tmp_path / "m"), "--init-from", str(tmp_path / "m" / ".")]) == 1
+    assert "would be overwritten" in capsys.readouterr().err
 
 
 def test_operating_threshold_is_the_most_sensitive_within_one_false_positive_per_subject():

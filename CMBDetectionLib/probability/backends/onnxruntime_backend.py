@@ -5,8 +5,8 @@ DirectML with ``onnxruntime-directml`` on Windows, CoreML on macOS) unless ``dev
 Sessions use every graph optimisation and as many intra-op threads as the machine has physical cores
 (hyper-threads only add contention to convolution kernels).
 
->>> backend = OnnxRuntimeBackend(device="cpu")                 # doctest: +SKIP
->>> backend.predict(np.zeros((2, 256, 256, 1), "float32")).shape  # doctest: +SKIP
+>>> backend = OnnxRuntimeBackend(device="cpu")  # the shipped models/unet
+>>> backend.predict(np.zeros((2, 256, 256, 1), "float32")).shape
 (2, 256, 256, 1)
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CMBDetectionLib.probability.backends.choice import BackendUnavailable
+from CMBDetectionLib.errors import BackendUnavailable, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,19 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     return gpus[:1] + [CPU_PROVIDER]
 
 
+def fallback_warning(asked: list[str], running: str) -> str | None:
+    """What to tell the user when a GPU provider was asked for but the session runs on another (the CPU).
+
+    >>> fallback_warning(["CUDAExecutionProvider", "CPUExecutionProvider"], "CPUExecutionProvider")
+    'GPU provider CUDAExecutionProvider could not start (driver or CUDA/cuDNN libraries missing?); running on the CPU.'
+    >>> fallback_warning(["CPUExecutionProvider"], "CPUExecutionProvider") is None
+    True
+    """
+    if asked[0] == running or asked[0] == CPU_PROVIDER:
+        return None
+    return f"GPU provider {asked[0]} could not start (driver or CUDA/cuDNN libraries missing?); running on the CPU."
+
+
 def session_options(threads: int | None = None):
     """All graph optimisations, ``threads`` (default: physical cores) intra-op threads, one inter-op thread."""
     import onnxruntime as ort
@@ -92,7 +105,8 @@ def session_options(threads: int | None = None):
 
 def onnx_path(model_dir: str | os.PathLike | None = None) -> Path:
     """The verified ONNX file of the ``unet`` model; :class:`BackendUnavailable` when there is none."""
-    from CMBDetectionLib.model_store import ModelError, load_card, model_dir as find_model_dir, verify_files
+    from CMBDetectionLib.model_store import load_card, verify_files
+    from CMBDetectionLib.model_store import model_dir as find_model_dir
 
     folder = find_model_dir("unet", model_dir)
     try:
@@ -110,7 +124,7 @@ def onnx_path(model_dir: str | os.PathLike | None = None) -> Path:
 
 
 class OnnxRuntimeBackend:
-    """The exported UNet run by ONNX Runtime (an :class:`backends.InferenceBackend`).
+    """The exported UNet run by ONNX Runtime (an :class:`.protocol.InferenceBackend`).
 
     ``path`` names an ONNX file directly (tests, benchmarks); otherwise the model folder's card gives it.
     """
@@ -133,6 +147,8 @@ class OnnxRuntimeBackend:
             ) from exc
         model_path = Path(path) if path is not None else onnx_path(model_dir)
         providers = choose_providers(device, ort.get_available_providers())
+        if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* wheels of onnxruntime-gpu[cuda,cudnn], if installed
         self._session = ort.InferenceSession(str(model_path), session_options(threads), providers=providers)
         # A listed provider whose libraries are missing is silently dropped by ORT: report what really runs.
         self.device = self._session.get_providers()[0]
@@ -140,6 +156,8 @@ class OnnxRuntimeBackend:
             raise BackendUnavailable(
                 f"--device gpu: {providers[0]} could not start (CUDA/driver libraries missing?); use --device cpu."
             )
+        if (warning := fallback_warning(providers, self.device)) is not None:
+            log.warning(warning)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         log.debug("onnxruntime session on %s from %s", self.device, model_path)

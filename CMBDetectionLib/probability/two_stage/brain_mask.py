@@ -23,18 +23,14 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from skimage.filters import threshold_otsu
 from skimage.transform import resize
+
+from CMBDetectionLib.probability.unet.slicing import brighter_than_air, otsu_threshold
 
 SMOOTHING_MM = 1.0
 EROSION_MM = 4.0
 SKULL_MM = 8.0
 WORK_MM = 1.8
-_SAMPLE = 2_000_000  # voxels used for the Otsu thresholds (speed; the histogram barely changes)
-
-
-def _otsu(values: np.ndarray) -> float:
-    return float(threshold_otsu(values[:: max(1, values.size // _SAMPLE)]))
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -55,17 +51,18 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 
 def head_mask(smoothed: np.ndarray) -> np.ndarray:
-    """Everything brighter than air (Otsu on the smoothed volume), holes filled, largest component.
+    """The solid head: voxels brighter than air (:func:`brighter_than_air` of the smoothed volume), holes filled,
+    largest component.
 
     Filling comes first: the dark skull separates scalp from brain until the scalp ring is filled.
     """
-    return _largest_component(fill_holes(smoothed > _otsu(smoothed.ravel())))
+    return _largest_component(fill_holes(brighter_than_air(smoothed)))
 
 
 def _mask_on_grid(array: np.ndarray, spacing: np.ndarray, smoothing_mm: float, erosion_mm: float, skull_mm: float) -> np.ndarray:
     smoothed = ndimage.gaussian_filter(array.astype(np.float32), sigma=smoothing_mm / spacing)
     head = head_mask(smoothed)
-    tissue = head & (smoothed > _otsu(smoothed[head]))
+    tissue = head & (smoothed > otsu_threshold(smoothed[head]))
     depth_in_head = ndimage.distance_transform_edt(head, sampling=spacing)
     depth_in_tissue = ndimage.distance_transform_edt(tissue, sampling=spacing)
     core = _largest_component((depth_in_tissue > erosion_mm) & (depth_in_head > skull_mm))

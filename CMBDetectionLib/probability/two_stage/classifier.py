@@ -5,8 +5,8 @@ Afzal et al. 2022 fine-tune an ImageNet ResNet50 on 224x224x3 patches. Here the 
 ImageNet weights are used when the user's machine has Keras' ``notop`` file (nothing is downloaded);
 otherwise the network is trained from scratch. The model card records which.
 
->>> model = build_classifier(64)                               # doctest: +SKIP
->>> model.input_shape, model.output_shape                      # doctest: +SKIP
+>>> model = build_classifier(64)
+>>> model.input_shape, model.output_shape
 ((None, 64, 64, 3), (None, 1))
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from CMBDetectionLib.model_store import ModelError, load_card, load_weights_npz, model_dir, save_weights_npz, verify_files, write_card
+from CMBDetectionLib.errors import ModelError
+from CMBDetectionLib.model_store import load_card, load_weights_npz, model_dir, save_weights_npz, verify_files, write_card
 
 MODEL_NAME = "resnet50"
 DEFAULT_PATCH_SIZE = 64

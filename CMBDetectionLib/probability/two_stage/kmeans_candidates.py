@@ -15,7 +15,7 @@ Shape measures use millimetres: ``diameter_mm`` is the equivalent-sphere diamete
 ``elongation`` the ratio of the largest to the smallest principal axis of its voxels (each voxel counted as a
 box, so a one-slice blob is not infinitely flat).
 
->>> labels, found = find_candidates(array, brain, (2.0, 0.9, 0.9))      # doctest: +SKIP
+>>> labels, found = find_kmeans_candidates(array, brain, (2.0, 0.9, 0.9))      # doctest: +SKIP
 >>> found[0].centre_kji, found[0].diameter_mm                           # doctest: +SKIP
 """
 
@@ -28,6 +28,8 @@ from scipy import ndimage
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
+from CMBDetectionLib.results import SIX_CONNECTED
+
 N_CLUSTERS = 4
 MIN_DIAMETER_MM = 2.0
 MAX_DIAMETER_MM = 10.0
@@ -36,7 +38,6 @@ SMOOTHING_MM = 0.5
 CORE_CLUSTERS = 3
 EDGE_MARGIN_MM = 2.0
 KMEANS_SAMPLE = 20_000  # brain voxels used to fit the clusters; all brain voxels are then assigned
-SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ def dark_cluster(
         raise ValueError(f"the brain mask holds {len(values)} voxels; k-means needs at least {n_clusters}.")
     dark = inside & (array <= _kmeans_darkest(values, n_clusters, seed))
     dark_values = array[dark].astype(np.float32)
-    core = dark & (array <= _kmeans_darkest(dark_values, CORE_CLUSTERS, seed)) if len(dark_values) >= CORE_CLUSTERS else dark
+    if len(dark_values) < CORE_CLUSTERS:
+        return dark, dark.copy()  # a separate array: callers narrow the core in place
+    core = dark & (array <= _kmeans_darkest(dark_values, CORE_CLUSTERS, seed))
     return dark, core
 
 
@@ -119,16 +122,20 @@ def filter_components(
             label = len(found) + 1
             out[box][component] = label
             centre = coords.mean(axis=0) + np.array([s.start for s in box])
-            found.append(Candidate(label, tuple(float(c) for c in centre), round(diameter, 3), round(elongation, 3), len(coords)))
+            centre_kji = tuple(float(c) for c in centre)
+            found.append(Candidate(label, centre_kji, round(diameter, 3), round(elongation, 3), len(coords)))
         elif try_core and core is not None:
             parts, count = ndimage.label(component & core[box], structure=SIX_CONNECTED)
             for index, sub in enumerate(ndimage.find_objects(parts), start=1):
-                inner = tuple(slice(o.start + s.start, o.start + s.stop) for o, s in zip(box, sub))
+                inner = tuple(slice(o.start + s.start, o.start + s.stop) for o, s in zip(box, sub, strict=True))
                 visit(parts[sub] == index, inner, False)
 
     labels, count = ndimage.label(mask, structure=SIX_CONNECTED)
     # Most dark components hold no core voxel: skip them in one vectorised pass instead of one by one.
-    has_core = np.ones(count, bool) if core is None else np.asarray(ndimage.maximum(core, labels, np.arange(1, count + 1)), bool)
+    if core is None:
+        has_core = np.ones(count, bool)
+    else:
+        has_core = np.asarray(ndimage.maximum(core, labels, np.arange(1, count + 1)), bool)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is not None and has_core[index - 1]:
             visit(labels[box] == index, box, True)
@@ -142,7 +149,7 @@ def _ellipsoid(radius_mm: float, spacing_kji: tuple[float, float, float]) -> np.
     return (k * spacing_kji[0]) ** 2 + (j * spacing_kji[1]) ** 2 + (i * spacing_kji[2]) ** 2 <= radius_mm**2
 
 
-def find_candidates(
+def find_kmeans_candidates(
     array: np.ndarray,
     brain: np.ndarray,
     spacing_kji: tuple[float, float, float],

@@ -20,8 +20,9 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
+from CMBDetectionLib.errors import DetectionCancelled
 from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
-from CMBDetectionLib.probability.two_stage.kmeans_candidates import MAX_DIAMETER_MM, MAX_ELONGATION, MIN_DIAMETER_MM, N_CLUSTERS, Candidate, find_candidates
+from CMBDetectionLib.probability.two_stage.kmeans_candidates import MAX_DIAMETER_MM, MAX_ELONGATION, MIN_DIAMETER_MM, N_CLUSTERS, Candidate, find_kmeans_candidates
 from CMBDetectionLib.probability.two_stage.patches import FIELD_OF_VIEW_MM, extract_patches
 from CMBDetectionLib.probability.unet.slicing import from_axial, normalise_intensity, orientation_of, to_axial
 
@@ -70,7 +71,7 @@ def stage_one(axial: sitk.Image, settings: StageSettings = StageSettings()) -> S
     array = sitk.GetArrayFromImage(axial).astype(np.float32, copy=False)
     spacing = tuple(axial.GetSpacing()[::-1])
     brain = brain_mask_array(array, spacing)
-    labels, found = find_candidates(
+    labels, found = find_kmeans_candidates(
         array, brain, spacing, n_clusters=settings.n_clusters, min_diameter_mm=settings.min_diameter_mm,
         max_diameter_mm=settings.max_diameter_mm, max_elongation=settings.max_elongation,
     )
@@ -116,7 +117,6 @@ def classify_patches(
     """CMB probability of each patch, ``CLASSIFY_BATCH`` at a time (checking ``cancel`` between batches)."""
     import tensorflow as tf
 
-    from CMBDetectionLib.pipeline import DetectionCancelled
     from CMBDetectionLib.probability.two_stage.classifier import classify
 
     scores = np.zeros(len(patches), dtype=np.float32)
@@ -148,8 +148,6 @@ def predict_probability(
 
     Only the TensorFlow backend exists for the ResNet50 (``backend`` ``auto`` or ``tensorflow``).
     """
-    from CMBDetectionLib.pipeline import DetectionCancelled
-
     if isinstance(backend, str) and backend not in ("auto", "tensorflow"):
         raise ValueError(f"backend {backend!r} is not available for the two-stage method; use auto or tensorflow.")
     _tf_device(device)  # reject a bad device name before the long work

@@ -8,8 +8,9 @@ the candidate centre, so the network sees whether a dark dot continues through s
 Augmentation (Afzal et al. 2022, section 3.2): left-right and up-down flips, rotation in [-30, 30] degrees and
 Gaussian blur with sigma in [0, 3] pixels of a 224-pixel patch (scaled to ``patch_size``).
 
->>> patches = extract_patches(volume, np.array([[10.0, 64.0, 64.0]]), (2.0, 0.9, 0.9), patch_size=64)  # doctest: +SKIP
->>> patches.shape                                                                              # doctest: +SKIP
+>>> volume = np.zeros((20, 128, 128), np.float32)
+>>> patches = extract_patches(volume, np.array([[10.0, 64.0, 64.0]]), (2.0, 0.9, 0.9), patch_size=64)
+>>> patches.shape
 (1, 64, 64, 3)
 """
 

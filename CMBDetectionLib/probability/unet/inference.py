@@ -1,6 +1,7 @@
 """UNet method: a CMB probability map for a whole volume, predicted axial slice by axial slice.
 
-Volume -> axial orientation -> intensity normalisation -> batches of 256x256 slices -> backend -> back to the
+Volume -> axial orientation -> intensity normalisation -> batches of 256x256 slices at the model's training
+pixel size (:class:`slicing.SliceGrid`; tiles when a head is wider than the window) -> backend -> back to the
 native slice grid -> original orientation. Results are deterministic (inference mode, no sampling).
 
 Speed: slices that show no head (air above the vertex, below the skull base) are not fed to the network and
@@ -20,9 +21,14 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from CMBDetectionLib.probability.backends.choice import InferenceBackend, make_backend
+from CMBDetectionLib.errors import DetectionCancelled
+from CMBDetectionLib.probability.backends.choice import make_backend
+from CMBDetectionLib.probability.backends.protocol import InferenceBackend
+from CMBDetectionLib.model_store import CARD_NAME, load_card
+from CMBDetectionLib.model_store import model_dir as find_model_dir
 from CMBDetectionLib.probability.unet.slicing import (
-    AXIAL_ORIENTATION, SliceGrid, from_axial, head_mask, normalise_intensity, orientation_of, to_axial,
+    AXIAL_ORIENTATION, DEFAULT_PIXEL_MM, SliceGrid, brighter_than_air, from_axial, normalise_intensity, orientation_of,
+    to_axial,
 )
 
 BATCH_SIZE = 8
@@ -39,34 +45,44 @@ def head_slices(volume: np.ndarray, min_fraction: float = MIN_HEAD_FRACTION) -> 
     >>> head_slices(v).tolist()
     [1]
     """
-    head_pixels = np.count_nonzero(head_mask(volume).reshape(len(volume), -1), axis=1)
+    head_pixels = np.count_nonzero(brighter_than_air(volume).reshape(len(volume), -1), axis=1)
     return np.flatnonzero(head_pixels >= min_fraction * volume[0].size)
 
 
+def model_pixel_mm(model_dir: str | os.PathLike | None = None) -> float:
+    """In-plane pixel size (mm) the UNet was trained at: its card's ``pixel_mm``, else :data:`DEFAULT_PIXEL_MM`."""
+    folder = find_model_dir("unet", model_dir)
+    if not (folder / CARD_NAME).is_file():
+        return DEFAULT_PIXEL_MM
+    return float(load_card(folder).get("pixel_mm", DEFAULT_PIXEL_MM))
+
+
 def _is_identity(grid: SliceGrid) -> bool:
-    """True when native slices already are the model grid (256x256 square pixels): no resampling needed."""
-    return grid.native_shape == (grid.size, grid.size) and grid.zoom == (1.0, 1.0) and grid.offset == (0.0, 0.0)
+    """True when native slices already are the model grid (256x256 at the model's pixel size): no resampling."""
+    return (grid.native_shape == grid.plane_shape == (grid.size, grid.size) and grid.zoom == (1.0, 1.0)
+            and grid.offset == (0.0, 0.0))
 
 
 class _SliceBatches:
-    """Fills preallocated ``(batch_size, 256, 256, 1)`` buffers with model-grid slices and stores predictions."""
+    """Fills preallocated ``(batch_size * n_tiles, 256, 256, 1)`` buffers with model-grid tiles and stores predictions."""
 
     def __init__(self, volume: np.ndarray, grid: SliceGrid, probability: np.ndarray, batch_size: int):
         self.volume, self.grid, self.probability = volume, grid, probability
         self.identity = _is_identity(grid)
-        self.buffers = np.zeros((N_BUFFERS, batch_size, grid.size, grid.size, 1), np.float32)
+        self.n_tiles = len(grid.tile_origins)
+        self.buffers = np.zeros((N_BUFFERS, batch_size * self.n_tiles, grid.size, grid.size, 1), np.float32)
 
     def prepare(self, n: int, index: np.ndarray) -> np.ndarray:
         """Batch ``n`` (slices ``index``) in buffer ``n % N_BUFFERS``; returns the filled part."""
-        batch = self.buffers[n % N_BUFFERS, : len(index)]
+        batch = self.buffers[n % N_BUFFERS, : len(index) * self.n_tiles]
         slices = self.volume[index]
-        batch[..., 0] = slices if self.identity else self.grid.to_model(slices)
+        batch[..., 0] = slices if self.identity else self.grid.cut(self.grid.to_model(slices))
         return batch
 
     def store(self, index: np.ndarray, predicted: np.ndarray) -> None:
-        """Write ``(m, 256, 256, 1)`` predictions to the slices ``index`` of the probability map."""
+        """Write ``(m * n_tiles, 256, 256, 1)`` predictions to the slices ``index`` of the probability map."""
         slices = predicted[..., 0]
-        self.probability[index] = slices if self.identity else self.grid.to_native(slices)
+        self.probability[index] = slices if self.identity else self.grid.to_native(self.grid.stitch(slices))
 
 
 def predict_slices(
@@ -79,8 +95,6 @@ def predict_slices(
     cancel: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Normalised ``[k, rows, cols]`` array -> probabilities on the same grid (0 on slices without head)."""
-    from CMBDetectionLib.pipeline import DetectionCancelled
-
     probability = np.zeros(volume.shape, dtype=np.float32)
     indices = head_slices(volume)
     chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
@@ -124,9 +138,8 @@ def predict_probability(
     orientation = orientation_of(image)
     axial = image if orientation == AXIAL_ORIENTATION else to_axial(image)  # reorienting copies: only when needed
     volume = normalise_intensity(sitk.GetArrayViewFromImage(axial))
-    probability = predict_slices(
-        volume, SliceGrid.for_image(axial), runner, batch_size=batch_size, progress=progress, cancel=cancel
-    )
+    grid = SliceGrid.for_image(axial, model_pixel_mm(model_dir))
+    probability = predict_slices(volume, grid, runner, batch_size=batch_size, progress=progress, cancel=cancel)
     if orientation == AXIAL_ORIENTATION:
         return probability
     result = sitk.GetImageFromArray(probability)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CMBDetectionLib.probability.two_stage.kmeans_candidates import MAX_ELONGATION, dark_cluster, filter_components, find_candidates
+from CMBDetectionLib.probability.two_stage.kmeans_candidates import MAX_ELONGATION, dark_cluster, filter_components, find_kmeans_candidates
 from CMBDetectionLib.evaluation.metrics import lesion_metrics
 from CMBDetectionLib.phantoms.generator import generate_subject
 from CMBDetectionLib.probability.unet.slicing import to_axial
@@ -22,7 +22,7 @@ def phantom_candidates():
     image, brain = to_axial(sitk.Cast(subject.image, sitk.sitkFloat32)), to_axial(subject.brain_mask)
     gt = sitk.GetArrayFromImage(to_axial(subject.cmb_mask))
     spacing = tuple(image.GetSpacing()[::-1])
-    labels, found = find_candidates(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(brain), spacing)
+    labels, found = find_kmeans_candidates(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(brain), spacing)
     return gt, labels, found, spacing
 
 
@@ -87,4 +87,4 @@ def test_tiny_speck_is_below_the_minimum_diameter():
 
 def test_empty_brain_mask_is_a_clear_error():
     with pytest.raises(ValueError, match="k-means needs"):
-        find_candidates(np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.uint8), SPACING)
+        find_kmeans_candidates(np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.uint8), SPACING)

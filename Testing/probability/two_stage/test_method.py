@@ -151,7 +151,7 @@ def test_detect_two_stage_gives_the_unet_output_contract(small_phantom, tiny_mod
 
 
 def test_two_stage_cancel_and_bad_arguments(small_phantom, tiny_model_dir):
-    from CMBDetectionLib.pipeline import DetectionCancelled
+    from CMBDetectionLib.errors import DetectionCancelled, ModelError
     from CMBDetectionLib.probability.two_stage.method import predict_probability
 
     image = sitk.Cast(small_phantom.image, sitk.sitkFloat32)
@@ -161,8 +161,6 @@ def test_two_stage_cancel_and_bad_arguments(small_phantom, tiny_model_dir):
         predict_probability(image, model_dir=tiny_model_dir, backend="onnxruntime")
     with pytest.raises(ValueError, match="device 'tpu' unknown"):
         predict_probability(image, model_dir=tiny_model_dir, device="tpu")
-    from CMBDetectionLib.model_store import ModelError
-
     with pytest.raises(ModelError, match="no trained model here"):
         predict_probability(image, model_dir=tiny_model_dir.parent / "missing")
 

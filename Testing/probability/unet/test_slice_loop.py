@@ -26,7 +26,11 @@ class SquashBackend:
         self.seen += len(batch)
         self.threads.add(threading.get_ident())
         self.worker_alive.append(any(t.name.startswith("cmb-slices") for t in threading.enumerate()))
-        return 1.0 / (1.0 + np.exp(-8.0 * (batch - 0.5)))
+        return self.squash(batch)
+
+    @staticmethod
+    def squash(x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-8.0 * (x - 0.5)))
 
 
 def _with_air_slices(image: sitk.Image, n_air: int) -> sitk.Image:
@@ -76,3 +80,23 @@ def test_batches_are_prepared_by_a_worker_while_the_model_runs_on_the_caller_thr
     assert backend.threads == {threading.get_ident()} and backend.worker_alive == [True] * 3
     assert probability.shape == volume.shape and 0.0 <= probability.min() and probability.max() <= 1.0
     assert not any(t.name.startswith("cmb-slices") for t in threading.enumerate())  # the worker is gone
+
+
+def test_in_distribution_volumes_are_predicted_on_their_own_pixels():
+    # 256x256 at 0.9 mm (float32 spacing, as read from NIfTI): the slices reach the model unresampled, as before.
+    image, _, _ = synthetic_subject(10, shape_kji=(6, 256, 256), spacing_ijk=tuple(float(v) for v in np.float32([0.9, 0.9, 2.0])))
+    volume = normalise_intensity(sitk.GetArrayFromImage(to_axial(image)))
+    np.testing.assert_array_equal(predict_probability(image, backend=SquashBackend()), SquashBackend.squash(volume))
+
+
+def test_a_head_wider_than_the_window_is_predicted_tile_by_tile_without_seams():
+    rng = np.random.default_rng(11)
+    array = np.abs(rng.normal(0, 20, (4, 300, 320))).astype(np.float32)  # air
+    array[:, 10:290, 12:308] = rng.normal(400, 40, (4, 280, 296))  # a 252 x 266 mm head at 0.9 mm: 4 tiles
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.9, 0.9, 2.0))
+    backend = SquashBackend()
+    probability = predict_probability(image, backend=backend, batch_size=3)
+    assert backend.seen == 4 * 4  # every slice as four 256x256 tiles
+    expected = SquashBackend.squash(normalise_intensity(array))
+    np.testing.assert_array_equal(probability[:, 10:290, 12:308], expected[:, 10:290, 12:308])
