@@ -9,13 +9,12 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -38,10 +37,13 @@ if _UNSUPPORTED:
 from CMBDetectionLogic import CorrectionsWouldBeLost, DetectionLogic, DetectionSettings, Device, Method, RunStatus  # noqa: E402
 from CMBDetectionLogic.dependencies import ensure_dependencies  # noqa: E402
 from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD  # noqa: E402
+from CMBDetectionLogic.remote_run import ServerSettings  # noqa: E402
 from CMBDetectionLogic.run_state import RunState, detect_button, input_state, method_note  # noqa: E402
 from CMBDetectionLogic.sample_data import demo_sample  # noqa: E402
 
 POLL_MS = 300
+SERVER_INDEX = 1  # "Process on" choice: 0 this computer, 1 server
+SERVER_URL_KEY, SERVER_TOKEN_KEY = "CMBDetection/ServerURL", "CMBDetection/ServerToken"
 
 
 class CMBDetection(ScriptedLoadableModule):
@@ -108,7 +110,7 @@ class CMBDetectionLogic(ScriptedLoadableModuleLogic, DetectionLogic):
 
 
 class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None, logic: Optional[CMBDetectionLogic] = None) -> None:
+    def __init__(self, parent=None, logic: CMBDetectionLogic | None = None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = logic
@@ -129,6 +131,7 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = self.logic or CMBDetectionLogic()
         self.logic.notify = self._showMessage
         self.ui.progressBar.hide()
+        self._addServerChoice()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
@@ -138,6 +141,28 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.lesionTableView.connect("clicked(QModelIndex)", self.onLesionRowClicked)
         self.initializeParameterNode()
+
+    def _addServerChoice(self) -> None:
+        """Fill the server fields from Slicer's settings: the URL and token live there, never in the scene (a saved
+        scene may be shared)."""
+        settings = qt.QSettings()
+        self.ui.serverUrlLineEdit.text = settings.value(SERVER_URL_KEY, "")
+        self.ui.serverTokenLineEdit.text = settings.value(SERVER_TOKEN_KEY, "")
+        self.ui.processOnComboBox.connect("currentIndexChanged(int)", self._onProcessOnChanged)
+        self._onProcessOnChanged(self.ui.processOnComboBox.currentIndex)
+
+    def _onProcessOnChanged(self, index: int) -> None:
+        self.ui.serverUrlLineEdit.enabled = self.ui.serverTokenLineEdit.enabled = index == SERVER_INDEX
+
+    def _server(self) -> ServerSettings | None:
+        """The chosen server (saved to Slicer's settings), or None to run on this computer; ValueError if incomplete."""
+        if self.ui.processOnComboBox.currentIndex != SERVER_INDEX:
+            return None
+        server = ServerSettings(self.ui.serverUrlLineEdit.text.strip(), self.ui.serverTokenLineEdit.text)
+        settings = qt.QSettings()
+        settings.setValue(SERVER_URL_KEY, server.url)
+        settings.setValue(SERVER_TOKEN_KEY, server.token)
+        return server
 
     def cleanup(self) -> None:
         if self._run is not None:
@@ -235,8 +260,9 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return
                 overwrite = True
             try:
-                self._run = self.logic.start_background(volume, self._settings(), overwrite=overwrite)
-            except CorrectionsWouldBeLost as exc:
+                self._run = self.logic.start_background(volume, self._settings(), overwrite=overwrite,
+                                                        server=self._server())
+            except (CorrectionsWouldBeLost, ValueError) as exc:
                 self._showMessage(str(exc))
                 return
             self._cancelling = False
@@ -271,7 +297,7 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updateGui()
 
     # ---- corrections and export -----------------------------------------------------------------------------
-    def _selectedLesion(self) -> Optional[int]:
+    def _selectedLesion(self) -> int | None:
         index = self.ui.lesionTableView.currentIndex()
         if not index.isValid():
             return None
@@ -328,7 +354,7 @@ class CMBDetectionTest(ScriptedLoadableModuleTest):
         slicer.util.updateVolumeFromArray(volume, array)
 
         def countSides(lesions):
-            return [{"region": "all", "left": sum(l.side == "left" for l in lesions), "right": sum(l.side == "right" for l in lesions)}]
+            return [{"region": "all", "left": sum(x.side == "left" for x in lesions), "right": sum(x.side == "right" for x in lesions)}]
 
         # Only what Slicer ships (numpy, scipy, SimpleITK): the test runs before the engine's packages are installed.
         from CMBDetectionLogic.self_test_detector import dark_blob_detector

@@ -54,3 +54,7 @@ class OutputFileError(CMBDetectionError, ValueError):
 
 class PacsError(CMBDetectionError, RuntimeError):
     """The PACS (Orthanc) cannot be reached, refused a request or answered something unusable; says what to do."""
+
+
+class CohortError(CMBDetectionError, ValueError):
+    """A cohort cannot be listed (``cmb-cohort``'s INPUT or OUT): the message names the path and what to do."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,56 @@ def verify_files(folder: Path, card: dict[str, Any]) -> None:
             raise ModelError(f"{path}: checksum does not match the model card (file corrupted or replaced); reinstall it.")
 
 
+SUPPORTED_VERSIONS = {"cmb-unet": (0,), "resnet50": (1,)}  # model name -> major versions this code can run
+UNET_ARCHITECTURE = {"upsampling": "Conv2DTranspose 3x3 stride 2", "output": "sigmoid"}  # what build_unet makes
+RESNET_ARCHITECTURE = "keras.applications.ResNet50"
+
+
+def _major(version: object) -> int | None:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+def check_supported(folder: Path, card: dict[str, Any], kind: str) -> None:
+    """Refuse a card this code cannot run: a known model ``name`` of another major version, or an architecture
+    other than ``kind``'s (``"unet"``: the paper UNet; ``"resnet50"``: the two-stage classifier). Cards of other
+    names (your own experiments) are judged by their architecture alone.
+
+    >>> check_supported(Path("m"), {"name": "cmb-unet", "version": "0.6.0"}, "unet")
+    >>> check_supported(Path("m"), {"name": "cmb-unet", "version": "7.0"}, "unet")
+    Traceback (most recent call last):
+    ...
+    CMBDetectionLib.errors.ModelError: m: model cmb-unet version 7.0 is not supported by this version of CMBDetection
+    (it runs 0.x); install the matching CMBDetection release or use a supported model.
+    """
+    name, version = card.get("name"), card.get("version")
+    if name in SUPPORTED_VERSIONS and _major(version) not in SUPPORTED_VERSIONS[name]:
+        runs = ", ".join(f"{major}.x" for major in SUPPORTED_VERSIONS[name])
+        raise ModelError(f"{folder}: model {name} version {version} is not supported by this version of CMBDetection "
+                         f"(it runs {runs}); install the matching CMBDetection release or use a supported model.")
+    architecture = card.get("architecture")
+    if kind == "unet":
+        declared = architecture if isinstance(architecture, dict) else {}
+        wrong = {key: declared[key] for key, value in UNET_ARCHITECTURE.items() if key in declared and declared[key] != value}
+        fits = architecture is None or (isinstance(architecture, dict) and not wrong)
+    else:
+        fits = architecture is None or (isinstance(architecture, str) and architecture.startswith(RESNET_ARCHITECTURE))
+    if not fits:
+        raise ModelError(f"{folder}: the model card describes another architecture ({architecture}) than the {kind} "
+                         "this code builds; use a model made for this version.")
+
+
+def verified_card(folder: Path, kind: str) -> dict[str, Any]:
+    """The card of the model in ``folder``, checked to be supported (:func:`check_supported`) and with every file
+    it lists matching its sha256 (:func:`verify_files`): call before using any file of a model."""
+    card = load_card(folder)
+    check_supported(Path(folder), card, kind)
+    verify_files(folder, card)
+    return card
+
+
 def write_card(folder: Path, card: dict[str, Any], files: list[str]) -> Path:
     """Write ``card`` with the sha256 of ``files`` (names inside ``folder``) under ``"files"``."""
     folder = Path(folder)
@@ -83,8 +135,11 @@ def save_weights_npz(model, path: Path) -> Path:
 
 def load_weights_npz(model, path: Path) -> None:
     """Load float16 weights saved by :func:`save_weights_npz` into a float32 model of the same architecture."""
-    with np.load(path) as data:
-        weights = [data[key].astype(np.float32) for key in sorted(data.files)]
+    try:
+        with np.load(path) as data:
+            weights = [data[key].astype(np.float32) for key in sorted(data.files)]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ModelError(f"{path}: the weights file is damaged ({exc}); reinstall or retrain the model.") from None
     expected = model.get_weights()
     if len(weights) != len(expected) or any(w.shape != e.shape for w, e in zip(weights, expected)):
         raise ModelError(f"{path}: weights do not fit the {model.name} architecture of this version; use a matching model.")
@@ -104,8 +159,7 @@ def load_unet(folder: str | os.PathLike | None = None):
     from CMBDetectionLib.probability.unet.network import build_unet
 
     folder = model_dir("unet", folder)
-    card = load_card(folder)
-    verify_files(folder, card)
+    card = verified_card(folder, "unet")
     weights = folder / card.get("weights", WEIGHTS_NAME)
     if not weights.is_file():
         raise ModelError(f"{weights}: weights file missing; reinstall or retrain the model.")

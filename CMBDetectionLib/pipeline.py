@@ -198,4 +198,5 @@ def detect(
     return DetectionResult(
         reference=image, probability=probability, label_map=label_map, lesions=lesions, provenance=provenance,
         mars_counts=mars_counts, mars_error=mars_error, timings=timings,
+        registration=registration.result() if registration is not None and registration.exception() is None else None,
     )

@@ -49,7 +49,8 @@ class DetectionResult:
     run when it was asked for and failed. ``provenance`` records how the run was made (method, model,
     threshold, device, seconds). ``timings`` holds the wall seconds of each stage :func:`pipeline.detect` ran
     (``network``, ``lesion_filter``, ``lesions``, ``registration``, ``mars``; registration runs beside the
-    network, so the stages may add up to more than ``provenance["seconds"]``).
+    network, so the stages may add up to more than ``provenance["seconds"]``). ``registration`` is the checked
+    ``mars.registration.MniRegistration`` the MARS rating used (None when it did not run or failed; reports draw it).
 
     >>> empty = np.zeros((2, 3, 4), np.uint8)
     >>> result = DetectionResult(sitk.Image(4, 3, 2, sitk.sitkUInt8), empty.astype(np.float32), empty, [])
@@ -65,6 +66,7 @@ class DetectionResult:
     mars_counts: list[dict[str, Any]] | None = None
     mars_error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    registration: Any = None
 
     @property
     def mask(self) -> np.ndarray:

@@ -17,8 +17,8 @@ def count_by_side(lesions: list[Lesion]) -> list[dict]:
     """Reference MARS-like counter for the tests (the engine's ``mars.count_table`` is checked in its own tests)."""
     regions = sorted({lesion.region for lesion in lesions})
     return [
-        {"region": region, "left": sum(l.side == "left" for l in lesions if l.region == region),
-         "right": sum(l.side == "right" for l in lesions if l.region == region)}
+        {"region": region, "left": sum(x.side == "left" for x in lesions if x.region == region),
+         "right": sum(x.side == "right" for x in lesions if x.region == region)}
         for region in regions
     ]
 

@@ -59,7 +59,8 @@ _ANATOMIC_REGIONS = {
 }
 _TERMINOLOGY_FILES = {
     "SegmentationCategoryTypeModifier-SlicerGeneralAnatomy.term.json": _GENERAL_ANATOMY,
-    "SegmentationCategoryTypeModifier-DICOM-Master.term.json": {**_GENERAL_ANATOMY, "SegmentationCategoryTypeContextName": "DICOM Master List"},
+    "SegmentationCategoryTypeModifier-DICOM-Master.term.json": {
+        **_GENERAL_ANATOMY, "SegmentationCategoryTypeContextName": "DICOM Master List"},
     "AnatomicRegionAndModifier-DICOM-Master.term.json": _ANATOMIC_REGIONS,
 }
 
@@ -83,7 +84,7 @@ class SlicerHarness:
     _observers: list[int] = field(default_factory=list, repr=False)
 
     @classmethod
-    def create(cls) -> "SlicerHarness":
+    def create(cls) -> SlicerHarness:
         share = tempfile.TemporaryDirectory(prefix="cmb-slicer-share-")
         terminology_dir = _write_terminologies(Path(share.name))
         scene = slicer.vtkMRMLScene()

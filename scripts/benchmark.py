@@ -69,11 +69,11 @@ def two_stage_seconds(device: str = "auto") -> dict[str, float]:
     A phantom, not noise, because the stage-one cost depends on the anatomy (how many dark components).
     Uses the installed ``models/resnet50`` or, when absent, an untrained 64-pixel ResNet50.
     """
-    from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
     from CMBDetectionLib.phantoms.generator import generate_subject
-    from CMBDetectionLib.probability.unet.slicing import to_axial
+    from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
     from CMBDetectionLib.probability.two_stage.classifier import build_classifier, load_classifier
     from CMBDetectionLib.probability.two_stage.method import StageSettings, classify_patches, stage_one
+    from CMBDetectionLib.probability.unet.slicing import to_axial
 
     try:
         model, card = load_classifier()
@@ -100,9 +100,9 @@ def lesion_filter_seconds() -> dict[str, float]:
     A phantom, not noise: the cost grows with the number of UNet peaks, i.e. with the anatomy. Needs the shipped
     UNet and its filter.
     """
-    from CMBDetectionLib.lesions.peak_candidates import find_peak_candidates
     from CMBDetectionLib.lesions.features import candidate_features
     from CMBDetectionLib.lesions.filter import load_lesion_filter
+    from CMBDetectionLib.lesions.peak_candidates import find_peak_candidates
     from CMBDetectionLib.model_store import model_dir
     from CMBDetectionLib.phantoms.generator import generate_subject
     from CMBDetectionLib.probability.unet.inference import predict_probability
@@ -152,8 +152,8 @@ def speed_model_dir(folder: Path) -> Path:
     import keras
 
     from CMBDetectionLib.model_store import WEIGHTS_NAME, save_weights_npz, write_card
-    from CMBDetectionLib.training.onnx_export import add_onnx_to_model_dir
     from CMBDetectionLib.probability.unet.network import ENCODER_FILTERS, build_unet
+    from CMBDetectionLib.training.onnx_export import add_onnx_to_model_dir
 
     print("note: no shipped UNet with an ONNX export; timing a random-weight UNet of the same architecture")
     folder.mkdir(parents=True, exist_ok=True)
@@ -300,12 +300,12 @@ def stage_breakdown(volume_path: Path, repeats: int = 3) -> dict[str, float]:
             end_to_end = read + detect_s + write
             runs.append({"read": read, "normalise (in network)": normalise, **result.timings, "writing": write,
                          "end_to_end": end_to_end, "network_alone_all_slices": network_alone,
-                         "ratio": end_to_end / network_alone, "lesions": len(result.lesions)})
+                         "ratio": end_to_end / network_alone, "lesions_found": len(result.lesions)})
     figures = _median_stages(runs)
     print(f"{volume_path.name}: {sitk.ReadImage(str(volume_path)).GetSize()}, {len(slices)} slices, "
           f"median of {repeats} warm runs (ONNX Runtime, CPU)")
     for name, value in figures.items():
-        print(f"  {name:28s} {value:8.2f}" + ("" if name in ("ratio", "lesions") else " s"))
+        print(f"  {name:28s} {value:8.2f}" + ("" if name in ("ratio", "lesions_found") else " s"))
     figures["peak_rss_mib"] = peak_memory_mb()
     print(f"  {'peak memory (this process)':28s} {figures['peak_rss_mib']:8.0f} MiB")
     return figures

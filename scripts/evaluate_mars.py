@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from CMBDetectionLib.mars.rating import MarsRater  # noqa: E402
-from CMBDetectionLib.phantoms.generator import generate_subject  # noqa: E402
 from CMBDetectionLib.mars.registration import RegistrationError, preload_template  # noqa: E402
+from CMBDetectionLib.phantoms.generator import generate_subject  # noqa: E402
 
 
 def _seeds(text: str) -> list[int]:

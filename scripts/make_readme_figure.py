@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
-from CMBDetectionLib.phantoms.generator import DEMO_SEED, generate_subject, write_subject  # noqa: E402
 from CMBDetectionLib.imageio.volumes import ras_to_index  # noqa: E402
+from CMBDetectionLib.phantoms.generator import DEMO_SEED, generate_subject, write_subject  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "CMBDetectionLib" / "data"

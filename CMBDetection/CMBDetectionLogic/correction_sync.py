@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import slicer
 import vtk
 from scipy import ndimage
 
-import slicer
 from CMBDetectionLib.results import Lesion
 
 from . import tables

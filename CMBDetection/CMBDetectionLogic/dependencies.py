@@ -17,9 +17,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .onnxruntime_choice import ONNXRUNTIME_DISTRIBUTIONS, detect_workstation, onnxruntime_requirement
 

@@ -30,7 +30,7 @@ class Method(str, Enum):
     TWO_STAGE = "two-stage"
 
     @staticmethod
-    def label(member: "Method") -> str:
+    def label(member: Method) -> str:
         return METHODS[member.value]
 
 
@@ -40,7 +40,7 @@ class Device(str, Enum):
     CPU = "cpu"
 
     @staticmethod
-    def label(member: "Device") -> str:
+    def label(member: Device) -> str:
         return DEVICES[member.value]
 
 

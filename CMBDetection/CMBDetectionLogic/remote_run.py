@@ -73,12 +73,15 @@ class _Client:
         self.headers = {"Authorization": f"Bearer {server.token.strip()}"}
 
     def _open(self, method: str, path: str, data: Any = None, headers: dict[str, str] | None = None,
-              timeout: float = REQUEST_TIMEOUT_S):
+              timeout: float = REQUEST_TIMEOUT_S, missing_ok: bool = False):
+        """The answer to one request; None for a 404 when ``missing_ok``."""
         request = urllib.request.Request(self.base + path, data=data, method=method,
                                          headers={**self.headers, **(headers or {})})
         try:
             return urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as exc:
+            if missing_ok and exc.code == 404:
+                return None
             raise ServerError(_refusal(exc)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -93,8 +96,16 @@ class _Client:
         with self._open("GET", path) as answer, open(target, "wb") as file:
             shutil.copyfileobj(answer, file, CHUNK)
 
+    def check_token(self) -> None:
+        """Ask for a job that does not exist: 404 means the token is accepted. Done before an upload because a
+        server that refuses the token mid-upload closes the connection, and the client then sees only a broken pipe."""
+        answer = self._open("GET", f"/v1/jobs/{uuid.uuid4().hex}", missing_ok=True)
+        if answer is not None:
+            answer.close()
+
     def submit(self, volume: Path, fields: dict[str, str]) -> str:
         """Upload ``volume`` with ``fields``, streamed (never read whole into memory); returns the job id."""
+        self.check_token()
         boundary = uuid.uuid4().hex
         head = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
                         for name, value in fields.items())

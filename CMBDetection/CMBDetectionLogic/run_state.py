@@ -7,9 +7,9 @@ ButtonState(text='Detect microbleeds', enabled=False, tooltip='Select an SWI vol
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
 
 
 class RunState(Enum):

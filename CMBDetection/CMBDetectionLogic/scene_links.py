@@ -11,7 +11,7 @@ the input volume and, from the segmentation, to its points and tables, so the re
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import slicer
 

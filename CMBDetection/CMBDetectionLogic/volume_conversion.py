@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+import slicer
 import vtk
 
-import slicer
 from CMBDetectionLib.imageio.volumes import ras_to_lps
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])

@@ -2,6 +2,8 @@
 
 - ``--help`` describes every option; errors go to stderr as one ``error: ...`` line saying what to do.
 - Exit codes: 0 success, 1 a run failed (bad data, failed model), 2 bad command line (argparse), 130 interrupted.
+- Every failure the user can act on is one line: the engine's errors, any ``OSError`` (permission, full disk,
+  not a folder) and decoding errors (a file that is not the text it should be); never a traceback.
 - Long work shows a tqdm progress bar on stderr (``--quiet`` hides it).
 
 >>> def main(argv=None):
@@ -15,10 +17,10 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
 
-from CMBDetectionLib.errors import CLIError, VolumeError
+from CMBDetectionLib.errors import CLIError, CMBDetectionError  # noqa: F401  (CLIError: the commands import it from here)
 
 # TensorFlow's start-up banner (CPU features, absl) is noise on a command line; set before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,11 +78,35 @@ def run_cli(
         level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s: %(message)s",
     )
+    if not args.verbose:  # highdicom logs each DICOM module it copies at INFO: noise for a user
+        logging.getLogger("highdicom").setLevel(logging.WARNING)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, not fatal
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return body(args)
-    except (CLIError, VolumeError, FileNotFoundError, ValueError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+    except (CMBDetectionError, ValueError, OSError) as exc:  # UnicodeError is a ValueError
+        print(f"{parser.prog}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def error_line(exc: BaseException) -> str:
+    """What went wrong, for one ``error:`` line: an ``OSError`` as ``path: reason (what to do)``.
+
+    >>> error_line(PermissionError(13, "Permission denied", "/data/out"))
+    '/data/out: Permission denied; check the path and its permissions, or choose another one.'
+    >>> error_line(OSError(28, "No space left on device"))
+    'No space left on device; check the path and its permissions, or choose another one.'
+    >>> error_line(UnicodeDecodeError("utf-8", b"\\xff", 0, 1, "invalid start byte"))
+    "a file is not UTF-8 text ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte); give the file in
+    the expected format."
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, CMBDetectionError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}; check the path and its permissions, or choose another one."
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc}); give the file in the expected format."
+    return str(exc)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
-from CMBDetectionLib.errors import OutputError
+from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, CLIError, error_line, make_parser, percent_bar, run_cli
+from CMBDetectionLib.errors import CMBDetectionError, OutputError
 from CMBDetectionLib.imageio.dicom_series import is_dicom_input, read_series_datasets
 from CMBDetectionLib.imageio.volumes import read_volume
 from CMBDetectionLib.outputs.folder import output_folder
@@ -20,7 +21,6 @@ from CMBDetectionLib.outputs.stems import distinct_stems
 from CMBDetectionLib.probability.backends.choice import BACKEND_FACTORIES
 from CMBDetectionLib.probability.backends.protocol import DEVICES
 from CMBDetectionLib.probability.registry import METHODS
-from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, CLIError, make_parser, percent_bar, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep the detector's lesions and outlines: no redrawing at half signal loss on the SWI "
                              "image, and no dropping of low-score lesions whose outline runs along a vein")
     parser.add_argument("--series", metavar="UID", help="DICOM series UID when a folder holds several series")
+    parser.add_argument("--allow-slice-gaps", action="store_true",
+                        help="read a DICOM series whose slices are unevenly spaced (a missing slice) onto an averaged "
+                             "grid, with a warning naming the gap; refused by default")
     parser.add_argument("--model-dir", metavar="DIR", help="use the model in DIR instead of the shipped one")
     parser.add_argument("--no-mars", action="store_true", help="skip MARS anatomical rating (faster)")
     parser.add_argument("--save-probability", action="store_true", help="also write S_prob.nii.gz")
@@ -95,7 +98,7 @@ def _detect_one(path: str, stem: str, args: argparse.Namespace, backend) -> str:
     from CMBDetectionLib.outputs.files import write_outputs
     from CMBDetectionLib.pipeline import detect
 
-    image = read_volume(path, args.series)
+    image = read_volume(path, args.series, allow_slice_gaps=args.allow_slice_gaps)
     with percent_bar(stem, args.quiet) as progress:
         result = detect(image, method=args.method, threshold=args.threshold, device=args.device, backend=backend,
                         model_dir=args.model_dir, mars=not args.no_mars, use_lesion_filter=not args.no_lesion_filter,
@@ -129,9 +132,10 @@ def body(args: argparse.Namespace) -> int:
     for path, stem in zip(inputs, stems, strict=True):
         try:
             print(_detect_one(path, stem, args, backend))
-        except (CLIError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        except (CMBDetectionError, ValueError, OSError, RuntimeError) as exc:  # one bad input never stops the others
             failures += 1
-            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            message = error_line(exc)
+            message = message if str(path) in message else f"{path}: {message}"
             print(f"cmb-detect: error: {message}", file=sys.stderr)
     if failures:
         print(f"cmb-detect: {failures} of {len(inputs)} input(s) failed.", file=sys.stderr)

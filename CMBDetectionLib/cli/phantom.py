@@ -13,8 +13,8 @@ import logging
 import os
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from CMBDetectionLib.cli.common import EXIT_OK, CLIError, make_parser, progress_bar, run_cli
 from CMBDetectionLib.phantoms.ood_sets import OOD_SETS, SEEDS_PER_SET, ood_set

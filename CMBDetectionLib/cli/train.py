@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from CMBDetectionLib.training.data import LAYOUT_HELP
 from CMBDetectionLib.cli.common import EXIT_OK, CLIError, make_parser, percent_bar, run_cli
+from CMBDetectionLib.training.data import LAYOUT_HELP
 
 EPILOG = LAYOUT_HELP + """
 
@@ -129,8 +129,8 @@ def _train_two_stage(args: argparse.Namespace) -> int:
 
 def _train_lesion_filter(args: argparse.Namespace) -> int:
     """``--method lesion-filter``: fit the UNet's false-positive filter and record it in OUTDIR's card."""
-    from CMBDetectionLib.training.lesion_filter import train_lesion_filter
     from CMBDetectionLib.model_store import CARD_NAME
+    from CMBDetectionLib.training.lesion_filter import train_lesion_filter
 
     if not (Path(args.output) / CARD_NAME).is_file():
         raise CLIError(f"{args.output}: no trained UNet here ({CARD_NAME} missing); train one first "

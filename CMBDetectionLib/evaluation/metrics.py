@@ -33,7 +33,8 @@ Also reported: sensitivity, precision, false positives and the absolute count di
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage

@@ -9,7 +9,8 @@ Both trainers choose their operating threshold this way: the UNet on its voxel p
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk

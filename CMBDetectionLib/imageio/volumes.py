@@ -15,14 +15,17 @@ Conventions used across the engine:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.errors import VolumeError
+from CMBDetectionLib.imageio.checks import check_grid, check_layout, finite_values
+from CMBDetectionLib.imageio.dicom_checks import check_slice_spacing, check_unread_files
+from CMBDetectionLib.imageio.file_integrity import check_file_integrity, read_header, unreadable
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -47,11 +50,33 @@ def volume_stem(path: str | os.PathLike) -> str:
     return name
 
 
+def itk_name(path: str | os.PathLike) -> str:
+    r"""``path`` as ITK takes it; VolumeError for a name that is not valid UTF-8 (ITK aborts the process on one).
+
+    >>> itk_name(os.fsdecode(b"bad\xff.nii.gz"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    CMBDetectionLib.errors.VolumeError: bad...: the name holds a byte that is not UTF-8, ...
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise VolumeError(f"{name}: the name holds a byte that is not UTF-8, which the image reader cannot open; "
+                          "rename the file or folder.") from None
+    return name
+
+
 def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     """All DICOM series found directly in ``folder``."""
     reader = sitk.ImageSeriesReader()
     series = []
-    for uid in reader.GetGDCMSeriesIDs(str(folder)) or ():
+    try:
+        uids = reader.GetGDCMSeriesIDs(itk_name(folder)) or ()
+    except UnicodeDecodeError:
+        raise VolumeError(f"{folder}: a file name in this folder is not UTF-8, which the DICOM reader cannot open; "
+                          "rename the files.") from None
+    for uid in uids:
         files = reader.GetGDCMSeriesFileNames(str(folder), uid)
         description = ""
         try:
@@ -83,67 +108,87 @@ def chosen_series_uid(folder: Path, series_uid: str | None) -> str:
     return series_uid
 
 
-def _read_dicom_folder(folder: Path, series_uid: str | None) -> sitk.Image:
+def _read_dicom_folder(folder: Path, series_uid: str | None, allow_slice_gaps: bool) -> sitk.Image:
+    """The chosen series, once its files are all readable and its slices evenly spaced (or gaps allowed)."""
+    uid = chosen_series_uid(folder, series_uid)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), chosen_series_uid(folder, series_uid)))
-    return reader.Execute()
+    files = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
+    every_series = {name for other in reader.GetGDCMSeriesIDs(str(folder))
+                    for name in reader.GetGDCMSeriesFileNames(str(folder), other)}
+    check_unread_files(folder, every_series)
+    check_slice_spacing(folder, files, allow_slice_gaps)
+    reader.SetFileNames(files)
+    # dicom_checks reports uneven spacing in one line; ITK's own warning is three raw lines.
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise VolumeError(f"{folder}: the series cannot be read ({str(exc).strip().splitlines()[-1]}); "
+                          "copy the series again from its source.") from None
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-def read_image_file(path: str | os.PathLike, series_uid: str | None = None) -> sitk.Image:
-    """Read any supported file or DICOM folder without validation (masks, labels)."""
-    p = Path(path)
+def _checked_header(p: Path) -> sitk.ImageFileReader:
+    """The header of file ``p``, after checking it can be opened and holds every byte it declares."""
+    try:
+        open(p, "rb").close()
+    except OSError as exc:
+        raise VolumeError(f"{p}: cannot be opened ({exc.strerror}); check the file's permissions.") from None
+    reader = read_header(p)
+    check_file_integrity(p, reader)
+    return reader
+
+
+def _read_checked(reader: sitk.ImageFileReader, p: Path) -> sitk.Image:
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise unreadable(p, exc) from None
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    p = Path(itk_name(path))
     if not p.exists():
         raise VolumeError(f"{p}: no such file or folder.")
+    return p
+
+
+def read_image_file(path: str | os.PathLike, series_uid: str | None = None, allow_slice_gaps: bool = False) -> sitk.Image:
+    """Read any supported file or DICOM folder, checked to be whole (:mod:`.file_integrity`), values as stored
+    (masks, labels, probability maps)."""
+    p = _existing(path)
     if p.is_dir():
-        return _read_dicom_folder(p, series_uid)
-    try:
-        return sitk.ReadImage(str(p))
-    except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
-        raise VolumeError(
-            f"{p}: cannot be read as an image ({first_line}). Supported: NIfTI (.nii, .nii.gz), NRRD, MHA, or a DICOM folder."
-        ) from exc
+        return _read_dicom_folder(p, series_uid, allow_slice_gaps)
+    return _read_checked(_checked_header(p), p)
 
 
-def validate_volume(image: sitk.Image, name: str) -> None:
-    """Raise :class:`VolumeError` unless ``image`` is a usable 3D scalar volume."""
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise VolumeError(
-            f"{name}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (vector or colour image); "
-            "an SWI magnitude volume has one. Export the magnitude/SWI image alone."
-        )
-    if image.GetDimension() != 3:
-        raise VolumeError(
-            f"{name}: is a {image.GetDimension()}D image; a 3D volume is needed. "
-            + ("Pick a single echo or time point." if image.GetDimension() > 3 else "Provide the whole 3D stack of slices.")
-        )
-    size = image.GetSize()
-    if min(size) < 2:
-        raise VolumeError(f"{name}: has size {size}; a 3D volume needs at least 2 voxels along every axis.")
-    array = sitk.GetArrayViewFromImage(image)
-    finite = np.isfinite(array)
-    if not finite.any():
-        raise VolumeError(f"{name}: every voxel is NaN or infinite; the file holds no image data.")
-    values = array[finite]
-    if values.min() == values.max():
-        raise VolumeError(f"{name}: every voxel has the same value ({values.min()}); the volume is empty or blank.")
+def check_volume(dimension: int, components: int, size: tuple[int, ...], spacing: tuple[float, ...], name: str) -> None:
+    """Raise :class:`VolumeError` unless this is a 3D scalar volume big enough to hold a CMB (:mod:`.checks`)."""
+    check_layout(dimension, components, name)
+    check_grid(size, spacing, name)
 
 
-def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> sitk.Image:
-    """Read and validate a 3D scalar SWI volume, returned as float32 with its geometry unchanged.
+def read_volume(path: str | os.PathLike, series_uid: str | None = None, allow_slice_gaps: bool = False) -> sitk.Image:
+    """Read and check a 3D scalar SWI volume, returned as float32 with its geometry unchanged.
 
-    Non-finite voxels are set to the minimum finite value so that downstream statistics stay finite.
+    A file's header is checked (whole file, size, layout, grid) before its voxels are read. A DICOM series with
+    uneven slice spacing is refused unless ``allow_slice_gaps``. A few NaN or infinite voxels are replaced
+    (:func:`.checks.finite_values`).
     """
-    image = read_image_file(path, series_uid)
-    validate_volume(image, str(path))
+    p = _existing(path)
+    if p.is_dir():
+        image = _read_dicom_folder(p, series_uid, allow_slice_gaps)
+        check_volume(image.GetDimension(), image.GetNumberOfComponentsPerPixel(), image.GetSize(), image.GetSpacing(), str(path))
+    else:
+        reader = _checked_header(p)
+        check_volume(reader.GetDimension(), reader.GetNumberOfComponents(), reader.GetSize(), reader.GetSpacing(), str(path))
+        image = _read_checked(reader, p)
     image = sitk.Cast(image, sitk.sitkFloat32)
     array = sitk.GetArrayViewFromImage(image)
-    if not np.isfinite(array).all():
-        clean = np.nan_to_num(sitk.GetArrayFromImage(image), nan=0.0, posinf=0.0, neginf=0.0)
-        fixed = sitk.GetImageFromArray(clean)
-        fixed.CopyInformation(image)
-        image = fixed
-    return image
+    clean = finite_values(array, str(path))
+    return image if clean is array else array_to_image(clean, image)
 
 
 def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
@@ -158,8 +203,12 @@ def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
 def write_image(image: sitk.Image, path: str | os.PathLike) -> Path:
     """Write an image, creating the folder; compression on for NIfTI .gz, NRRD and MHA."""
     p = Path(path)
+    try:
+        name = itk_name(p)
+    except VolumeError as exc:
+        raise OSError(str(exc)) from None  # a write failure, as ITK's own are reported to callers
     p.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(p), useCompression=True)
+    sitk.WriteImage(image, name, useCompression=True)
     return p
 
 

@@ -14,15 +14,15 @@ the components' outlines (:mod:`lesion_outline`) between :func:`lesion_labels` a
 from __future__ import annotations
 
 import dataclasses
-from typing import Collection
+from collections.abc import Collection
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from CMBDetectionLib.results import SIX_CONNECTED, Lesion
 from CMBDetectionLib.imageio.volumes import index_to_ras
+from CMBDetectionLib.results import SIX_CONNECTED, Lesion
 
 
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:

@@ -25,8 +25,8 @@ the darkest voxel of each candidate (within :data:`CROP_MM`) we measure:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage

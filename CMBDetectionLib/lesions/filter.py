@@ -32,10 +32,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.special import expit
 
-from CMBDetectionLib.lesions.boosted_trees import BoostedTrees, from_sklearn
-from CMBDetectionLib.lesions.peak_candidates import PEAK_FLOOR, find_peak_candidates
-from CMBDetectionLib.lesions.features import FEATURE_NAMES, candidate_features
 from CMBDetectionLib.errors import ModelError
+from CMBDetectionLib.lesions.boosted_trees import BoostedTrees, from_sklearn
+from CMBDetectionLib.lesions.features import FEATURE_NAMES, candidate_features
+from CMBDetectionLib.lesions.peak_candidates import PEAK_FLOOR, find_peak_candidates
 from CMBDetectionLib.model_store import CARD_NAME, load_card
 
 FILTER_FILE = "lesion_filter.json"

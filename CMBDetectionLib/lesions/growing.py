@@ -16,16 +16,16 @@ A seed less than :data:`MIN_CONTRAST_SIGMAS` robust noise sigmas below the backg
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
 from CMBDetectionLib.errors import NoLesionHere
+from CMBDetectionLib.imageio.volumes import index_to_ras, ras_to_index  # noqa: F401 (index_to_ras: used in the example)
 from CMBDetectionLib.lesions.extraction import lesions_from_labels
 from CMBDetectionLib.results import SIX_CONNECTED, Lesion
-from CMBDetectionLib.imageio.volumes import index_to_ras, ras_to_index  # noqa: F401 (index_to_ras: used in the example)
 
 SEARCH_RADIUS_MM = 2.0
 MAX_RADIUS_MM = 6.0  # CMBs are 2-10 mm across; a 12 mm ball holds the largest

@@ -23,7 +23,7 @@ this removed 34 of 120 false positives and 1 of 426 true detections.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage

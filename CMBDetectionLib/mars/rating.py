@@ -26,17 +26,18 @@ it after every correction; ``outputs.mars_table`` writes it as ``S_mars.csv``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from CMBDetectionLib.imageio.volumes import index_to_ras, lps_to_ras, ras_to_lps
 from CMBDetectionLib.mars.regions import MARS_CATEGORIES, MARS_REGIONS, REGION_NAMES, load_region_map
 from CMBDetectionLib.mars.registration import MniRegistration, register_to_mni
 from CMBDetectionLib.results import Lesion
-from CMBDetectionLib.imageio.volumes import index_to_ras, lps_to_ras, ras_to_lps
 
 __all__ = [
     "MARS_CATEGORIES", "MARS_REGIONS", "SIDES", "CERTAINTIES", "OUTSIDE_REGION", "UNCLASSIFIED",

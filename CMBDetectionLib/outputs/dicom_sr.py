@@ -149,13 +149,25 @@ def _lesion_group(number: int, lesion: Lesion, segmentation: Any, algorithm: Any
     tracking = hd.sr.TrackingIdentifier(uid=description.tracking_uid, identifier=lesion_name(lesion.label))
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking,
-        referenced_segment=hd.sr.ReferencedSegment.from_segmentation(segmentation, number),
+        referenced_segment=_referenced_segment(segmentation, number),
         finding_type=codes.SCT.Hemorrhage,
         finding_category=codes.SCT.MorphologicallyAbnormalStructure,
         algorithm_id=algorithm,
         finding_sites=_finding_sites(lesion),
         measurements=measurements,
         qualitative_evaluations=certainty,
+    )
+
+
+def _referenced_segment(segmentation: Any, number: int) -> Any:
+    """Segment ``number`` of the SEG, with the source series as its source. Not highdicom's
+    ``ReferencedSegment.from_segmentation``: it reads SegmentIdentificationSequence per frame, which a
+    one-segment SEG keeps in the shared functional groups, so it fails on scans with a single CMB."""
+    import highdicom as hd
+
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=segmentation.SOPClassUID, sop_instance_uid=segmentation.SOPInstanceUID, segment_number=number,
+        source_series=hd.sr.SourceSeriesForSegmentation(segmentation.ReferencedSeriesSequence[0].SeriesInstanceUID),
     )
 
 

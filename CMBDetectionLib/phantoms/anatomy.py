@@ -24,9 +24,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from CMBDetectionLib.mars.regions import REGION_CODES, REGION_MAP_VERSION, load_region_map
-from CMBDetectionLib.mars.atlas import MniAtlas, load_mni_atlas
 from CMBDetectionLib.imageio.volumes import index_to_ras, ras_to_index
+from CMBDetectionLib.mars.atlas import MniAtlas, load_mni_atlas
+from CMBDetectionLib.mars.regions import REGION_CODES, REGION_MAP_VERSION, load_region_map
 from CMBDetectionLib.settings import cache_dir
 
 log = logging.getLogger(__name__)

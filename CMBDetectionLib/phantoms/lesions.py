@@ -14,15 +14,23 @@ Sizes, depths and the vein rules come from :class:`PhantomSettings`; elongated a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.special import erfc
 
-from CMBDetectionLib.phantoms.anatomy import CATEGORY_OF, DEEP, INFRATENTORIAL, LOBAR, SIDES, PhantomAnatomy, region_code
+from CMBDetectionLib.phantoms.anatomy import (
+    CATEGORY_OF,
+    DEEP,
+    INFRATENTORIAL,
+    LOBAR,
+    SIDES,
+    PhantomAnatomy,
+    region_code,
+)
 from CMBDetectionLib.phantoms.lesion_shapes import LesionShape, draw_shape
 from CMBDetectionLib.phantoms.settings import DEFAULT, PhantomSettings
 from CMBDetectionLib.phantoms.veins import VeinSet

@@ -104,6 +104,7 @@ def run_job(store: JobStore, data: DataDir, job: Job, worker: str, engine: WarmE
             stopping: Callable[[], bool]) -> None:
     """Run one claimed job to its end: done with its files, failed with a one-line error, cancelled, or
     back in the queue when the server is stopping."""
+    from CMBDetectionLib.imageio.dicom_series import is_dicom_input, read_series_datasets
     from CMBDetectionLib.imageio.volumes import read_volume, volume_stem
     from CMBDetectionLib.outputs.files import write_outputs
 
@@ -112,7 +113,8 @@ def run_job(store: JobStore, data: DataDir, job: Job, worker: str, engine: WarmE
     checks = _JobChecks(store, job, worker, stopping)
     try:
         result = engine.detect(read_volume(stored), job, checks.progress, checks.cancel)
-        write_outputs(result, results, volume_stem(job.input_name))
+        datasets = read_series_datasets(stored) if is_dicom_input(stored) else None  # DICOM SEG and SR, as cmb-detect
+        write_outputs(result, results, volume_stem(job.input_name), dicom_datasets=datasets)
     except DetectionCancelled:
         shutil.rmtree(results, ignore_errors=True)
         if stopping():

@@ -25,9 +25,10 @@ import keras
 import numpy as np
 import SimpleITK as sitk
 
-from CMBDetectionLib.probability.unet.slicing import SliceGrid, normalise_intensity, to_axial
+from CMBDetectionLib.imageio.geometry import check_same_grid
 from CMBDetectionLib.imageio.subject_files import volumes_by_subject
 from CMBDetectionLib.imageio.volumes import read_image_file, read_volume
+from CMBDetectionLib.probability.unet.slicing import SliceGrid, normalise_intensity, to_axial
 from CMBDetectionLib.training.augmentation import geometric_crop
 from CMBDetectionLib.training.randomisation import randomised_sample
 
@@ -68,10 +69,9 @@ def find_pairs(data_dir: str | os.PathLike) -> list[TrainingPair]:
 def read_labelled(pair: TrainingPair) -> tuple[sitk.Image, np.ndarray]:
     """A pair's volume (validated, float32) and its ground truth as a boolean ``[k, j, i]`` array on that grid."""
     image = read_volume(pair.image)
-    truth = sitk.GetArrayFromImage(read_image_file(pair.mask)) > 0
-    if truth.shape != tuple(image.GetSize()[::-1]):
-        raise ValueError(f"{pair.mask}: mask size {truth.shape[::-1]} differs from its volume's {image.GetSize()}")
-    return image, truth
+    mask = read_image_file(pair.mask)
+    check_same_grid(mask, image, str(pair.mask), f"its volume {pair.image}")
+    return image, sitk.GetArrayFromImage(mask) > 0
 
 
 def split_subjects(pairs: list[TrainingPair], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[TrainingPair], list[TrainingPair]]:
@@ -99,8 +99,7 @@ def preprocess_pair(pair: TrainingPair) -> tuple[np.ndarray, np.ndarray]:
     """Read, reorient, normalise and resample one pair to model-grid slices (images float16, masks uint8)."""
     image = to_axial(read_volume(pair.image))
     mask = read_image_file(pair.mask)
-    if mask.GetSize() != image.GetSize():
-        raise ValueError(f"{pair.mask}: size {mask.GetSize()} differs from its volume {pair.image}; masks must share the volume's grid.")
+    check_same_grid(to_axial(mask), image, str(pair.mask), f"its volume {pair.image}")
     mask = to_axial(sitk.Cast(mask > 0, sitk.sitkUInt8))
     grid = SliceGrid.for_image(image)
     images = grid.to_model(normalise_intensity(sitk.GetArrayFromImage(image))).astype(np.float16)

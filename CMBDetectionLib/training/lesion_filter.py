@@ -16,23 +16,29 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from CMBDetectionLib.probability.backends.choice import make_backend
+from CMBDetectionLib.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metric_block
+from CMBDetectionLib.evaluation.subjects import evaluate_maps
 from CMBDetectionLib.lesions.features import FEATURE_NAMES
 from CMBDetectionLib.lesions.filter import (
-    BOOSTING, FILTER_FILE, LesionFilter, candidate_table, fit_lesion_filter, lesion_probability,
+    BOOSTING,
+    FILTER_FILE,
+    LesionFilter,
+    candidate_table,
+    fit_lesion_filter,
+    lesion_probability,
 )
-from CMBDetectionLib.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metric_block
 from CMBDetectionLib.model_store import load_card, model_dir, write_card
 from CMBDetectionLib.pipeline import outlined_lesions
-from CMBDetectionLib.evaluation.subjects import evaluate_maps
-from CMBDetectionLib.training.data import TrainingPair, find_pairs, read_labelled, split_subjects
+from CMBDetectionLib.probability.backends.choice import make_backend
 from CMBDetectionLib.probability.unet.inference import predict_probability
+from CMBDetectionLib.training.data import TrainingPair, find_pairs, read_labelled, split_subjects
 
 #: operating thresholds on the lesion score scored on the validation subjects
 FILTER_THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -18,20 +18,21 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 from scipy.spatial.distance import cdist
 
-from CMBDetectionLib.lesions.extraction import component_centres_mm, label_components
 from CMBDetectionLib.evaluation.metrics import MATCH_DISTANCE_MM, match_lesions
+from CMBDetectionLib.imageio.volumes import read_image_file, read_volume
+from CMBDetectionLib.lesions.extraction import component_centres_mm, label_components
 from CMBDetectionLib.probability.two_stage.method import StageSettings, classify_patches, stage_one
-from CMBDetectionLib.training.data import TrainingPair, find_pairs, split_subjects
 from CMBDetectionLib.probability.two_stage.patches import balanced_batch, extract_patches
 from CMBDetectionLib.probability.unet.slicing import normalise_intensity, to_axial
-from CMBDetectionLib.imageio.volumes import read_image_file, read_volume
+from CMBDetectionLib.training.data import TrainingPair, find_pairs, split_subjects
 
 VALIDATION_CAP = 256  # patches scored after each epoch (all CMB patches first); the full set is scored at the end
 
@@ -162,14 +163,22 @@ def train_two_stage(
     """
     import keras
 
-    from CMBDetectionLib.probability.two_stage.classifier import build_classifier, imagenet_weights_path, save_classifier
+    from CMBDetectionLib.probability.two_stage.classifier import (
+        build_classifier,
+        imagenet_weights_path,
+        save_classifier,
+    )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = find_pairs(data_dir)[:max_subjects]
     train_pairs, val_pairs = split_subjects(pairs, val_fraction, seed)
     settings = StageSettings(patch_size=patch_size)
-    stage = (lambda a, b: None if progress is None else (lambda f: progress(a + (b - a) * f)))
+
+    def stage(start: float, stop: float) -> Callable[[float], None] | None:
+        """``progress`` of one part of the run, given as a fraction of that part."""
+        return None if progress is None else (lambda f: progress(start + (stop - start) * f))
+
     x_train, y_train, train_stats = gather(train_pairs, out / "cache", settings, add_missed=True, progress=stage(0.0, 0.25))
     x_val, y_val, val_stats = gather(val_pairs, out / "cache", settings, add_missed=False, progress=stage(0.25, 0.3))
     steps = steps_per_epoch or max(1, int(np.sum(y_train == 0)) // max(1, batch_size // 2))

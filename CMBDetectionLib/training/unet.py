@@ -16,23 +16,30 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 
 from CMBDetectionLib import __version__
-from CMBDetectionLib.lesions.filter import FILTER_FILE
 from CMBDetectionLib.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metric_block
-from CMBDetectionLib.model_store import (
-    DEFAULT_THRESHOLD, WEIGHTS_NAME, load_card, load_weights_npz, model_dir, save_weights_npz, write_card,
-)
-from CMBDetectionLib.training.onnx_export import add_onnx_to_model_dir
 from CMBDetectionLib.evaluation.subjects import evaluate_maps
-from CMBDetectionLib.training.data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
-from CMBDetectionLib.training.randomisation import RANGES
+from CMBDetectionLib.lesions.filter import FILTER_FILE
+from CMBDetectionLib.model_store import (
+    DEFAULT_THRESHOLD,
+    WEIGHTS_NAME,
+    load_card,
+    load_weights_npz,
+    model_dir,
+    save_weights_npz,
+    write_card,
+)
 from CMBDetectionLib.probability.unet.network import DROPOUT_RATE, ENCODER_FILTERS, LEAKY_ALPHA, build_unet
+from CMBDetectionLib.training.data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
+from CMBDetectionLib.training.onnx_export import add_onnx_to_model_dir
+from CMBDetectionLib.training.randomisation import RANGES
 
 log = logging.getLogger(__name__)
 

@@ -121,11 +121,12 @@ def _write(tmp_path: Path, name: str, image: sitk.Image) -> Path:
         (lambda: sitk.Image(16, 16, sitk.sitkFloat32) + 1.0, r"2D image; a 3D volume is needed"),
         (lambda: sitk.GetImageFromArray(np.random.rand(2, 4, 8, 8).astype(np.float32), isVector=False), r"4D image"),
         (lambda: sitk.GetImageFromArray(np.random.rand(4, 8, 8, 3).astype(np.float32), isVector=True), r"3 components per voxel"),
-        (lambda: sitk.GetImageFromArray(np.full((4, 8, 8), 7, np.int16)), r"every voxel has the same value"),
-        (lambda: sitk.GetImageFromArray(np.full((4, 8, 8), np.nan, np.float32)), r"every voxel is NaN"),
-        (lambda: sitk.GetImageFromArray(np.random.rand(1, 8, 8).astype(np.float32)), r"at least 2 voxels"),
+        (lambda: sitk.GetImageFromArray(np.full((4, 20, 20), 7, np.int16)), r"every voxel has the same value"),
+        (lambda: sitk.GetImageFromArray(np.full((4, 20, 20), np.nan, np.float32)), r"1600 of 1600 voxels are NaN"),
+        (lambda: sitk.GetImageFromArray(np.random.rand(1, 20, 20).astype(np.float32)), r"too small to hold a CMB"),
+        (lambda: sitk.GetImageFromArray(np.random.rand(4, 8, 8).astype(np.float32)), r"matrix 8 x 8 x 4 .* too small"),
     ],
-    ids=["2d", "4d", "vector", "constant", "all-nan", "single-slice"],
+    ids=["2d", "4d", "vector", "constant", "all-nan", "single-slice", "tiny-8x8x4"],
 )
 def test_unusable_volumes_get_a_clear_error_naming_the_file(tmp_path: Path, make, message: str) -> None:
     path = _write(tmp_path, "bad.nrrd", make())
@@ -145,11 +146,14 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
         read_volume(tmp_path)
 
 
-def test_nan_voxels_are_replaced_so_statistics_stay_finite(tmp_path: Path) -> None:
-    array = np.random.rand(4, 8, 8).astype(np.float32)
-    array[0, 0, 0] = np.nan
-    loaded = read_volume(_write(tmp_path, "v.nii.gz", sitk.GetImageFromArray(array)))
-    assert np.isfinite(sitk.GetArrayViewFromImage(loaded)).all()
+def test_a_few_nan_voxels_are_counted_and_replaced_by_the_median(tmp_path: Path, caplog) -> None:
+    array = np.random.default_rng(0).random((4, 20, 20)).astype(np.float32)
+    array[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    # NRRD keeps NaN as stored (ITK's NIfTI reader turns NaN into 0 before anyone can count them).
+    loaded = sitk.GetArrayFromImage(read_volume(_write(tmp_path, "v.nrrd", sitk.GetImageFromArray(array))))
+    assert np.isfinite(loaded).all()
+    np.testing.assert_allclose(loaded[0, 0, :3], np.median(array[np.isfinite(array)]))
+    assert "3 NaN or infinite voxel(s)" in caplog.text
 
 
 def test_ras_conversion_matches_sitk_physical_points() -> None:

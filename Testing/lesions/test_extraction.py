@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CMBDetectionLib.lesions.extraction import extract_lesions
 from CMBDetectionLib.imageio.volumes import index_to_ras
+from CMBDetectionLib.lesions.extraction import extract_lesions
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_cmb_across_slices_is_one_lesion_and_diagonals_are_not_joined(image):
     assert first.diameter_mm == pytest.approx(3 * 2.0)  # largest extent: 3 slices of 2 mm
     assert first.mean_probability == pytest.approx(0.9) and first.max_probability == pytest.approx(0.9)
     assert set(np.unique(labels)) == {0, 1, 2, 3}
-    assert all(np.count_nonzero(labels == l.label) == l.n_voxels for l in lesions)
+    assert all(np.count_nonzero(labels == lesion.label) == lesion.n_voxels for lesion in lesions)
 
 
 def test_threshold_is_applied_and_checked(image):

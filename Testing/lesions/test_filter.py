@@ -7,22 +7,27 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from repo_paths import REPO_ROOT
 import pytest
 import SimpleITK as sitk
+from repo_paths import REPO_ROOT
 from synthetic_cmb import synthetic_subject, write_dataset
 
-from CMBDetectionLib.lesions.boosted_trees import BoostedTrees, from_sklearn
 from CMBDetectionLib.cli.train import main as train_main
-from CMBDetectionLib.lesions.peak_candidates import FULL_MEMBERSHIP, find_peak_candidates
+from CMBDetectionLib.errors import ModelError
+from CMBDetectionLib.lesions.boosted_trees import BoostedTrees, from_sklearn
 from CMBDetectionLib.lesions.features import FEATURE_NAMES, candidate_features
 from CMBDetectionLib.lesions.filter import (
-    FILTER_FILE, LesionFilter, fit_lesion_filter, has_lesion_filter, lesion_probability, load_lesion_filter,
+    FILTER_FILE,
+    LesionFilter,
+    fit_lesion_filter,
+    has_lesion_filter,
+    lesion_probability,
+    load_lesion_filter,
 )
-from CMBDetectionLib.training.lesion_filter import FILTER_THRESHOLDS, candidate_targets
-from CMBDetectionLib.errors import ModelError
+from CMBDetectionLib.lesions.peak_candidates import FULL_MEMBERSHIP, find_peak_candidates
 from CMBDetectionLib.model_store import load_card, sha256_of, write_card
 from CMBDetectionLib.pipeline import detect
+from CMBDetectionLib.training.lesion_filter import FILTER_THRESHOLDS, candidate_targets
 
 SHIPPED = REPO_ROOT / "models" / "unet"
 SPACING_KJI = (2.0, 0.9, 0.9)

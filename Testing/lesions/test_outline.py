@@ -8,9 +8,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.special import erfc
 
-from CMBDetectionLib.lesions.outline import MAX_GROWTH, VEIN_GROWTH, VEIN_MAX_SCORE, outline_lesions, vein_like
-from CMBDetectionLib.lesions.extraction import lesions_from_labels
 from CMBDetectionLib.evaluation.metrics import voxel_metrics
+from CMBDetectionLib.lesions.extraction import lesions_from_labels
+from CMBDetectionLib.lesions.outline import MAX_GROWTH, VEIN_GROWTH, VEIN_MAX_SCORE, outline_lesions, vein_like
 
 SPACING = (2.0, 0.9, 0.9)  # k, j, i in mm, as the phantoms
 
@@ -100,8 +100,9 @@ def test_shape_mismatch_is_refused():
 
 
 def test_detect_redraws_outlines_by_default_and_keeps_the_lesions():
-    from CMBDetectionLib.pipeline import detect
     from synthetic_cmb import synthetic_subject
+
+    from CMBDetectionLib.pipeline import detect
 
     # A subject whose CMBs the shipped model scores above VEIN_MAX_SCORE at its 0.9 mm pixel size, so that the
     # vein check keeps them all and only the outlines change.

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from CMBDetectionLib.errors import RegistrationError
+from CMBDetectionLib.imageio.volumes import index_to_ras
+from CMBDetectionLib.mars.atlas import aal_labels_matching, load_mni_atlas
 from CMBDetectionLib.mars.rating import (
     MARS_CATEGORIES,
     MARS_REGIONS,
@@ -19,11 +22,8 @@ from CMBDetectionLib.mars.rating import (
     elongation,
 )
 from CMBDetectionLib.mars.regions import REGION_CODES, load_region_map
-from CMBDetectionLib.mars.atlas import aal_labels_matching, load_mni_atlas
-from CMBDetectionLib.errors import RegistrationError
 from CMBDetectionLib.outputs.mars_table import write_mars_table
 from CMBDetectionLib.results import Lesion
-from CMBDetectionLib.imageio.volumes import index_to_ras
 
 
 def _lesion(label: int, centre=(0.0, 0.0, 0.0), **fields) -> Lesion:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CMBDetectionLib.mars.atlas import load_mni_atlas
 from CMBDetectionLib.errors import RegistrationError
+from CMBDetectionLib.mars.atlas import load_mni_atlas
 from CMBDetectionLib.mars.registration import MIN_TISSUE_CONTRAST, MniRegistration, register_to_mni
 
 
@@ -109,3 +109,26 @@ def test_flat_and_inverted_grey_white_contrast_register_and_pass_the_check(level
     # top and bottom (1.6-2.5 mm with contrast), well inside MARS regions, which span centimetres.
     assert _max_error(image, registration, subject_to_mni) < 6.0
     assert registration.tissue_contrast > 2 * MIN_TISSUE_CONTRAST
+
+
+class _NoLesionBackend:
+    """Stands in for the network: probability 0 everywhere, so only the stages' bookkeeping is tested."""
+
+    name, device = "no-lesions", "CPU"
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.zeros_like(batch)
+
+
+def test_detect_registers_beside_the_network_and_times_each_stage(posed_template) -> None:
+    from CMBDetectionLib.pipeline import detect
+
+    image = posed_template[0]
+    result = detect(image, backend=_NoLesionBackend(), use_lesion_filter=False, threshold=0.5)
+    assert result.mars_error is None and result.mars_counts[-1]["total"] == 0
+    assert {"network", "lesions", "registration", "registration_wait", "region_lookup"} <= set(result.timings)
+    assert all(seconds >= 0 for seconds in result.timings.values())
+    # The wait is what registration took beyond the stages before it, never more than the registration itself.
+    assert result.timings["registration_wait"] <= result.timings["registration"] + 0.05
+    without_mars = detect(image, backend=_NoLesionBackend(), use_lesion_filter=False, threshold=0.5, mars=False)
+    assert "registration" not in without_mars.timings and without_mars.mars_counts is None

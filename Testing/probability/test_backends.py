@@ -15,15 +15,19 @@ import SimpleITK as sitk
 from synthetic_cmb import synthetic_subject
 
 from CMBDetectionLib.errors import BackendUnavailable
-from CMBDetectionLib.probability.backends.choice import make_backend
-from CMBDetectionLib.probability.backends.keras_backends import KerasBackend, TensorFlowBackend
 from CMBDetectionLib.lesions.extraction import extract_lesions
 from CMBDetectionLib.model_store import CARD_NAME, WEIGHTS_NAME, model_dir, save_weights_npz, write_card
-from CMBDetectionLib.probability.backends.onnxruntime_backend import OnnxRuntimeBackend, choose_providers, physical_cores
-from CMBDetectionLib.training.onnx_export import ONNX_NAME, add_onnx_to_model_dir
-from CMBDetectionLib.probability.unet.slicing import model_slices
+from CMBDetectionLib.probability.backends.choice import make_backend
+from CMBDetectionLib.probability.backends.keras_backends import KerasBackend, TensorFlowBackend
+from CMBDetectionLib.probability.backends.onnxruntime_backend import (
+    OnnxRuntimeBackend,
+    choose_providers,
+    physical_cores,
+)
 from CMBDetectionLib.probability.unet.inference import predict_probability
 from CMBDetectionLib.probability.unet.network import ENCODER_FILTERS, build_unet
+from CMBDetectionLib.probability.unet.slicing import model_slices
+from CMBDetectionLib.training.onnx_export import ONNX_NAME, add_onnx_to_model_dir
 
 TOLERANCE = 1e-4
 LOGIT_GAIN = 300.0

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from slicer_harness import slicer_harness  # noqa: F401 (fixture)
 from slicer_fixtures import count_by_side, fake_locator, make_volume
+from slicer_harness import slicer_harness  # noqa: F401 (fixture)
 
 from CMBDetectionLogic import DetectionLogic, DetectionSettings, RunStatus
 from CMBDetectionLogic.background_run import engine_command
@@ -133,7 +133,8 @@ def test_the_engine_command_line_matches_cmb_detect(tmp_path):
     import subprocess
 
     command = engine_command(sys.executable, tmp_path / "in.nii.gz", tmp_path / "out", DetectionSettings("two-stage", "cpu", 0.4))
-    assert command[3:] == [str(tmp_path / "in.nii.gz"), "-o", str(tmp_path / "out"), "--method", "two-stage", "--device", "cpu", "--threshold", "0.4"]
+    assert command[3:] == [str(tmp_path / "in.nii.gz"), "-o", str(tmp_path / "out"),
+                           "--method", "two-stage", "--device", "cpu", "--threshold", "0.4"]
     completed = subprocess.run([*command[:3], "--help"], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0
     for option in ("--method", "--device", "--threshold", "-o"):

@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from CMBDetectionLib.errors import NoLesionHere
-from CMBDetectionLib.lesions.growing import MAX_RADIUS_MM, grow_lesion
 from CMBDetectionLib.imageio.volumes import index_to_ras
+from CMBDetectionLib.lesions.growing import MAX_RADIUS_MM, grow_lesion
 
 SPACING = (0.5, 0.5, 1.0)
 

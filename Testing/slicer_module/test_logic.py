@@ -11,17 +11,14 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from slicer_fixtures import BLOBS_KJI, SHAPE, count_by_side, fake_detector, fake_locator, make_volume  # noqa: F401
 from slicer_harness import slicer, slicer_harness  # noqa: F401 (fixture)
 
-from CMBDetectionLib.lesions.extraction import extract_lesions
-from CMBDetectionLib.results import DetectionResult, Lesion
 from CMBDetectionLib.imageio.volumes import index_to_ras, lps_to_ras
-
-from slicer_fixtures import BLOBS_KJI, SHAPE, count_by_side, fake_detector, fake_locator, make_volume  # noqa: F401
-
 from CMBDetectionLogic import DetectionLogic, DetectionSettings, RunStatus
 from CMBDetectionLogic.result_nodes import LESION_ID_TAG, TERMINOLOGY_ENTRY, segment_ids_by_lesion
 from CMBDetectionLogic.volume_conversion import volume_to_image
+
 
 @pytest.fixture
 def scene(slicer_harness):  # noqa: F811
@@ -56,7 +53,8 @@ def consistent(results) -> list[int]:
     points = results.nodes.points
     point_labels = sorted(int(points.GetNthControlPointLabel(i).split()[1]) for i in range(points.GetNumberOfControlPoints()))
     table = results.nodes.lesion_table
-    ticked = sorted(int(table.GetCellText(r, 0)) for r in range(table.GetNumberOfRows()) if table.GetCellText(r, table.GetColumnIndex("accepted")) == "1")
+    accepted = table.GetColumnIndex("accepted")
+    ticked = sorted(int(table.GetCellText(r, 0)) for r in range(table.GetNumberOfRows()) if table.GetCellText(r, accepted) == "1")
     assert segments == point_labels == ticked == results.accepted_labels()
     assert counted(results) == len(segments)
     return segments

@@ -7,10 +7,9 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
-from repo_paths import REPO_ROOT
 import pytest
+from repo_paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 MODULE = ROOT / "CMBDetection"
@@ -89,9 +88,9 @@ def test_module_text_cites_both_papers():
 
 def test_requirements_never_touch_slicers_own_packages():
     sys.path.insert(0, str(MODULE))
-    from CMBDetectionLogic.dependencies import PROTECTED, load_requirements, missing_requirements
-
     from packaging.requirements import Requirement
+
+    from CMBDetectionLogic.dependencies import PROTECTED, load_requirements, missing_requirements
 
     names = {Requirement(r).name.lower() for r in load_requirements()}
     assert not names & {p.lower() for p in PROTECTED}
@@ -111,9 +110,8 @@ def test_detect_button_follows_the_run_state():
 
 def test_default_threshold_is_the_shipped_unets_operating_threshold():
     sys.path.insert(0, str(MODULE))
-    from CMBDetectionLogic.parameters import DetectionSettings
-
     from CMBDetectionLib.pipeline import default_threshold, lesion_filter_for
+    from CMBDetectionLogic.parameters import DetectionSettings
 
     settings = DetectionSettings()
     assert settings.threshold == default_threshold("unet", None, lesion_filter_for("unet", None, settings.lesion_filter))

@@ -11,10 +11,10 @@ import threading
 
 import pytest
 from repo_paths import REPO_ROOT
-from slicer_harness import slicer, slicer_harness  # noqa: F401 (fixture)
 from slicer_fixtures import count_by_side, fake_detector, fake_locator, make_volume
+from slicer_harness import slicer, slicer_harness  # noqa: F401 (fixture)
 
-from CMBDetectionLogic import DetectionLogic, DetectionSettings, RunStatus
+from CMBDetectionLogic import DetectionLogic, DetectionSettings
 from CMBDetectionLogic.sample_data import DEMO_FILE, DEMO_SHA256, demo_sample
 from CMBDetectionLogic.support import MIN_PYTHON, MIN_SLICER, unsupported_reason
 

@@ -104,16 +104,13 @@ def session_options(threads: int | None = None):
 
 
 def onnx_path(model_dir: str | os.PathLike | None = None) -> Path:
-    """The verified ONNX file of the ``unet`` model; :class:`BackendUnavailable` when there is none."""
-    from CMBDetectionLib.model_store import load_card, verify_files
+    """The verified ONNX file of the ``unet`` model; :class:`BackendUnavailable` when there is none, and
+    :class:`ModelError` (never a silent fall-back to another backend) when the model is damaged or unsupported."""
     from CMBDetectionLib.model_store import model_dir as find_model_dir
+    from CMBDetectionLib.model_store import verified_card
 
     folder = find_model_dir("unet", model_dir)
-    try:
-        card = load_card(folder)
-        verify_files(folder, card)
-    except ModelError as exc:
-        raise BackendUnavailable(str(exc)) from exc
+    card = verified_card(folder, "unet")
     name = card.get("onnx")
     if not name or not (folder / name).is_file():
         raise BackendUnavailable(
@@ -149,7 +146,11 @@ class OnnxRuntimeBackend:
         providers = choose_providers(device, ort.get_available_providers())
         if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* wheels of onnxruntime-gpu[cuda,cudnn], if installed
-        self._session = ort.InferenceSession(str(model_path), session_options(threads), providers=providers)
+        try:
+            self._session = ort.InferenceSession(str(model_path), session_options(threads), providers=providers)
+        except Exception as exc:  # ORT's own classes (InvalidProtobuf, Fail, ...) share no base but Exception
+            raise ModelError(f"{model_path}: ONNX Runtime cannot load this model ({str(exc).splitlines()[0]}); "
+                             "the file is damaged: reinstall the model or export it again.") from None
         # A listed provider whose libraries are missing is silently dropped by ORT: report what really runs.
         self.device = self._session.get_providers()[0]
         if device == "gpu" and self.device == CPU_PROVIDER:

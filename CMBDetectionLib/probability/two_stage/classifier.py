@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from CMBDetectionLib.errors import ModelError
-from CMBDetectionLib.model_store import load_card, load_weights_npz, model_dir, save_weights_npz, verify_files, write_card
+from CMBDetectionLib.model_store import load_weights_npz, model_dir, save_weights_npz, verified_card, write_card
 
 MODEL_NAME = "resnet50"
 DEFAULT_PATCH_SIZE = 64
@@ -87,8 +87,7 @@ def save_classifier(model, folder: str | os.PathLike, card: dict[str, Any]) -> P
 def load_classifier(folder: str | os.PathLike | None = None) -> tuple[Any, dict[str, Any]]:
     """Build the ResNet50 of the card in ``folder`` (default: shipped ``models/resnet50``) with its verified weights."""
     folder = model_dir(MODEL_NAME, folder)
-    card = load_card(folder)
-    verify_files(folder, card)
+    card = verified_card(folder, "resnet50")
     patch_size = int(card.get("input_shape", [DEFAULT_PATCH_SIZE])[0])
     weights = folder / card.get("weights", "weights.npz")
     if not weights.is_file():

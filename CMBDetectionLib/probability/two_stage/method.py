@@ -13,16 +13,24 @@ Candidate and patch settings are read from the model card, so inference uses wha
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.errors import DetectionCancelled
 from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
-from CMBDetectionLib.probability.two_stage.kmeans_candidates import MAX_DIAMETER_MM, MAX_ELONGATION, MIN_DIAMETER_MM, N_CLUSTERS, Candidate, find_kmeans_candidates
+from CMBDetectionLib.probability.two_stage.kmeans_candidates import (
+    MAX_DIAMETER_MM,
+    MAX_ELONGATION,
+    MIN_DIAMETER_MM,
+    N_CLUSTERS,
+    Candidate,
+    find_kmeans_candidates,
+)
 from CMBDetectionLib.probability.two_stage.patches import FIELD_OF_VIEW_MM, extract_patches
 from CMBDetectionLib.probability.unet.slicing import from_axial, normalise_intensity, orientation_of, to_axial
 
@@ -41,7 +49,7 @@ class StageSettings:
     max_elongation: float = MAX_ELONGATION
 
     @classmethod
-    def from_card(cls, card: dict[str, Any]) -> "StageSettings":
+    def from_card(cls, card: dict[str, Any]) -> StageSettings:
         stored = {**card.get("candidates", {}), **card.get("patches", {})}
         return cls(**{k: stored[k] for k in cls.__dataclass_fields__ if k in stored})
 

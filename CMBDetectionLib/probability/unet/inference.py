@@ -15,19 +15,25 @@ Memory stays bounded by the volume, its probability map and a few batches.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.errors import DetectionCancelled
-from CMBDetectionLib.probability.backends.choice import make_backend
-from CMBDetectionLib.probability.backends.protocol import InferenceBackend
 from CMBDetectionLib.model_store import CARD_NAME, load_card
 from CMBDetectionLib.model_store import model_dir as find_model_dir
+from CMBDetectionLib.probability.backends.choice import make_backend
+from CMBDetectionLib.probability.backends.protocol import InferenceBackend
 from CMBDetectionLib.probability.unet.slicing import (
-    AXIAL_ORIENTATION, DEFAULT_PIXEL_MM, SliceGrid, brighter_than_air, from_axial, normalise_intensity, orientation_of,
+    AXIAL_ORIENTATION,
+    DEFAULT_PIXEL_MM,
+    SliceGrid,
+    brighter_than_air,
+    from_axial,
+    normalise_intensity,
+    orientation_of,
     to_axial,
 )
 

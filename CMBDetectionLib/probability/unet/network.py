@@ -16,7 +16,7 @@ The input is ``(None, None, 1)``: the network is fully convolutional, so it trai
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers

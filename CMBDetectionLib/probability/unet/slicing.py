@@ -120,7 +120,7 @@ class SliceGrid:
         pixel_mm: float = DEFAULT_PIXEL_MM,
         head: tuple[tuple[int, int], tuple[int, int]] | None = None,
         size: int = MODEL_SIZE,
-    ) -> "SliceGrid":
+    ) -> SliceGrid:
         """Grid for slices of ``shape`` (rows, cols) with pixel ``spacing`` (row, col) in mm.
 
         ``head`` gives the first and last native row and column of the head; the window is centred on it
@@ -131,7 +131,7 @@ class SliceGrid:
         return cls(tuple(shape), tuple(a[0] for a in axes), tuple(a[1] for a in axes), tuple(a[2] for a in axes), size)
 
     @classmethod
-    def for_image(cls, image: sitk.Image, pixel_mm: float = DEFAULT_PIXEL_MM, size: int = MODEL_SIZE) -> "SliceGrid":
+    def for_image(cls, image: sitk.Image, pixel_mm: float = DEFAULT_PIXEL_MM, size: int = MODEL_SIZE) -> SliceGrid:
         """Grid for the axial slices of an image already passed through :func:`to_axial`."""
         nx, ny, _ = image.GetSize()
         sx, sy, _ = image.GetSpacing()

@@ -7,9 +7,9 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask, brain_mask_array
 from CMBDetectionLib.evaluation.metrics import voxel_metrics
 from CMBDetectionLib.phantoms.generator import generate_subject
+from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask, brain_mask_array
 
 PHANTOM = dict(size=256, spacing=0.9, slice_thickness=2.0, n_slices=48)  # the real grid, a thinner slab
 

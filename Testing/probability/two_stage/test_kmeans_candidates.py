@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CMBDetectionLib.probability.two_stage.kmeans_candidates import MAX_ELONGATION, dark_cluster, filter_components, find_kmeans_candidates
 from CMBDetectionLib.evaluation.metrics import lesion_metrics
 from CMBDetectionLib.phantoms.generator import generate_subject
+from CMBDetectionLib.probability.two_stage.kmeans_candidates import (
+    MAX_ELONGATION,
+    dark_cluster,
+    filter_components,
+    find_kmeans_candidates,
+)
 from CMBDetectionLib.probability.unet.slicing import to_axial
 
 PHANTOM = dict(size=256, spacing=0.9, slice_thickness=2.0, n_slices=48)

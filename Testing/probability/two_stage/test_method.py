@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from repo_paths import REPO_ROOT
 import pytest
 import SimpleITK as sitk
+from repo_paths import REPO_ROOT
 
 from CMBDetectionLib.probability.two_stage.patches import augment, balanced_batch, extract_patches
 from CMBDetectionLib.training.two_stage import patch_metrics

@@ -9,14 +9,14 @@ from scipy import ndimage
 from synthetic_cmb import synthetic_subject
 
 from CMBDetectionLib.errors import BackendUnavailable, DetectionCancelled, ModelError
-from CMBDetectionLib.probability.backends.choice import make_backend
-from CMBDetectionLib.probability.backends.keras_backends import TensorFlowBackend
+from CMBDetectionLib.imageio.volumes import index_to_ras
 from CMBDetectionLib.model_store import WEIGHTS_NAME
 from CMBDetectionLib.pipeline import detect
+from CMBDetectionLib.probability.backends.choice import make_backend
+from CMBDetectionLib.probability.backends.keras_backends import TensorFlowBackend
 from CMBDetectionLib.probability.unet.inference import predict_probability
 
 SHIPPED_TEST_SEED = 303  # 15 CMBs; a test seed (< 1000)
-from CMBDetectionLib.imageio.volumes import index_to_ras
 
 
 class DarkSpotBackend:

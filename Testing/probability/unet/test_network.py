@@ -30,7 +30,7 @@ def test_encoder_blocks_have_paper_filters_and_pooling(model):
 
 
 def test_every_conv_is_followed_by_batchnorm_and_leaky_relu(model):
-    convs = [l for l in _of(model, layers.Conv2D) if not isinstance(l, layers.Conv2DTranspose) and l.kernel_size == (3, 3)]
+    convs = [c for c in _of(model, layers.Conv2D) if not isinstance(c, layers.Conv2DTranspose) and c.kernel_size == (3, 3)]
     assert len(convs) == 4 * 2 + 2 + 4 * 2  # encoder, bottleneck, decoder
     for conv in convs:
         bn = model.get_layer(conv.name.replace("conv", "bn"))

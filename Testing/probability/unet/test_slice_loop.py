@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 from synthetic_cmb import synthetic_subject
 
-from CMBDetectionLib.probability.unet.slicing import SliceGrid, normalise_intensity, to_axial
 from CMBDetectionLib.probability.unet.inference import head_slices, predict_probability, predict_slices
+from CMBDetectionLib.probability.unet.slicing import SliceGrid, normalise_intensity, to_axial
 
 
 class SquashBackend:

@@ -8,7 +8,12 @@ import SimpleITK as sitk
 from synthetic_cmb import synthetic_subject
 
 from CMBDetectionLib.probability.unet.slicing import (
-    DEFAULT_PIXEL_MM, SliceGrid, from_axial, normalise_intensity, orientation_of, to_axial,
+    DEFAULT_PIXEL_MM,
+    SliceGrid,
+    from_axial,
+    normalise_intensity,
+    orientation_of,
+    to_axial,
 )
 
 

@@ -1,0 +1,1 @@
+"""``cmb-cohort``: detection over a cohort on Dask distributed, resumable, one output folder per subject."""
