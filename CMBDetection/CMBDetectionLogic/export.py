@@ -2,7 +2,8 @@
 
 ``<stem>_cmb.nii.gz`` (label map of the accepted lesions), ``<stem>_lesions.csv`` (every lesion, with its
 ``accepted`` and ``source``), ``<stem>_cmb.seg.nrrd`` and ``<stem>_lesions.mrk.json`` (accepted lesions) and
-``<stem>_mars.csv``, written as a set under the engine's output folder rules (``CMBDetectionLib.outputs``). The
+``<stem>_mars.csv``, written as a set under the engine's output folder rules (``CMBDetectionLib.outputs``), then
+``<stem>_report.html`` (``CMBDetectionLib.reports``). The
 stem defaults to the volume's name made safe for every file system (``6: SWI`` becomes ``6_SWI``).
 
 >>> paths = export_results(results, "/data/out")                  # doctest: +SKIP
@@ -17,9 +18,10 @@ import numpy as np
 
 from CMBDetectionLib.outputs.files import OutputSet, write_output_set
 from CMBDetectionLib.outputs.lesion_csv import LesionRecord
+from CMBDetectionLib.reports.subject_report import SubjectReport, write_subject_report
 
 from .correction_sync import LesionResults
-from .result_nodes import segment_ids_by_lesion
+from .result_nodes import ATTRIBUTE_PREFIX, segment_ids_by_lesion
 from .volume_conversion import labelmap_from_segments, volume_to_image
 
 
@@ -40,4 +42,19 @@ def export_results(results: LesionResults, folder: str | os.PathLike, stem: str 
                  for label, lesion in results.lesions.items()],
         mars_counts=results.counts(),
     )
-    return write_output_set(files, folder, stem or results.volume_node.GetName())
+    paths = write_output_set(files, folder, stem or results.volume_node.GetName())
+    # The HTML report cmb-cohort writes, from the corrected lesions, beside the set as S_report.html.
+    report = SubjectReport.from_output_set(files, results.volume_node.GetName(), node_provenance(results.nodes.segmentation))
+    paths["report"] = write_subject_report(report, Path(str(paths["mask"]).removesuffix("_cmb.nii.gz") + "_report.html"))
+    return paths
+
+
+#: Report provenance keys and the node attributes ``result_nodes.set_provenance`` stores them in.
+_PROVENANCE_ATTRIBUTES = {"method": "Method", "model_name": "ModelName", "model_version": "ModelVersion",
+                          "threshold": "Threshold", "lesion_filter": "LesionFilter", "outlines": "Outlines",
+                          "device": "Device"}
+
+
+def node_provenance(node) -> dict[str, str]:
+    """The run's provenance as a result node keeps it (empty values for a scene saved without them)."""
+    return {key: node.GetAttribute(ATTRIBUTE_PREFIX + name) or "" for key, name in _PROVENANCE_ATTRIBUTES.items()}

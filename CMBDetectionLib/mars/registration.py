@@ -4,7 +4,7 @@ Mattes mutual information copes with SWI's contrast differing from the template'
 tissue-class image (CSF, grey and white matter as three levels, zero outside the intracranial space) built
 from the MNI152 tissue maps at 2 mm, sampled inside its dilated intracranial mask only. The subject is
 block-averaged to ~2 mm; the affine starts from the centre of mass of the head, is searched at 8 mm from
-three head sizes (8 mm images made once), and the best is refined at 4 mm: ~1.5 CPU-seconds (a 256x256x70 SWI).
+three head sizes (8 mm images made once), and the best is refined at 4 mm: ~1.4 CPU-seconds (a 256x256x70 SWI).
 
 A registration is checked before anyone uses it; :class:`RegistrationError` says what failed instead of
 letting a wrong MARS table through. The checks:
@@ -49,12 +49,12 @@ SCALE_RANGE = (0.7, 1.4)
 _TEMPLATE_SHRINK = 2  # the 1 mm template is used at 2 mm
 _SUBJECT_SPACING_MM = 1.8  # the subject is shrunk to about this before registration
 _START_SCALES = (0.9, 1.0, 1.1)  # template-to-subject head sizes tried at the coarse level
-_COARSE_SHRINK = 4  # the start search runs at 8 mm (the 2 mm template shrunk 4 times) ...
-_COARSE_MOVING_SHRINK = 2  # ... on the subject smoothed as for 8 mm and shrunk to ~3.6 mm (its gradients are cheap)
+_COARSE_SHRINK = 4  # the start search runs at 8 mm (the 2 mm template shrunk 4 times; the subject only smoothed)
 _SMOOTHING_MM = {4: 2.0, 2: 1.0, 1: 0.0}  # Gaussian sigma before shrinking by each factor
-# The refinement: at 4 mm on a fifth of the brain's voxels. On tuning phantoms 5000-5011 (46 CMBs) it placed every
-# CMB in its true MARS region and side, as the former 4-then-2 mm refinement at a tenth did, with the same error
-# (median 0.8 mm, max 1.6 mm, against 0.9 and 1.9), for a quarter less CPU.
+# The refinement: at 4 mm on a fifth of the brain's voxels. On tuning phantoms 5000-5011 (46 CMBs) the whole
+# registration placed every CMB in its true MARS region and side, as the former one (4 then 2 mm, on a tenth, all
+# gradient filters on) did, with a smaller error at the CMBs (median 0.8 mm, max 1.3, against 0.9 and 1.9), for
+# 1.4 instead of 2.3 CPU-seconds.
 _REFINE_SHRINK, _REFINE_SAMPLING, _REFINE_ITERATIONS = (2,), 0.2, 100
 _CSF_LEVEL, _GM_LEVEL = 0.33, 0.66  # template image levels (white matter = 1)
 _QUALITY_DEPTH_MM = 8.0  # the tissue-contrast check looks this far inside the template brain's surface
@@ -154,7 +154,7 @@ def _method(fixed: _Template, shrink: list[int], sampling: float, iterations: in
 
     ``moving_gradient_filter`` takes the moving image's gradients from a smoothed gradient image rather than
     central differences at each sample: the coarse search needs it (on a template posed with flat grey/white
-    contrast it missed by 8 mm without it) and it is cheap there, on the shrunk subject.
+    contrast it missed by 8 mm without it); the refinement does not.
     """
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
@@ -197,7 +197,9 @@ def _register(fixed: _Template, moving: sitk.Image, centre_shift: np.ndarray) ->
     starts from each of :data:`_START_SCALES` and the best of them is refined at 4 mm. The 8 mm images
     are made once, not once per start (the pyramid's smoothing costs as much as a coarse run's iterations).
     """
-    coarse_moving = _coarse(moving, shrink=_COARSE_MOVING_SHRINK)
+    # Smoothed, not shrunk, as the pyramid does with the moving image: shrunk to 3.6 mm, 3 of 12 tuning
+    # phantoms failed the tissue-contrast check.
+    coarse_moving = _coarse(moving, shrink=1)
     candidates = []
     for scale in _START_SCALES:
         initial = sitk.AffineTransform(3)

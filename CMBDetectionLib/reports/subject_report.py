@@ -108,14 +108,18 @@ def _gallery(report: SubjectReport) -> str:
 
 
 def _mars_table(report: SubjectReport) -> str:
+    """The count table in the layout it was given (``mars.rating.count_table``'s, or a front end's own), without
+    the empty region rows of a ``total`` column."""
     if report.mars_counts is None:
         return "<p>MARS was not rated for this volume (see the warnings under Quality control).</p>"
-    rows = [row for row in report.mars_counts if row["total"] or row["region"] == "all"]
-    return table(("category", "region", "side", "definite", "possible", "total"),
-                 [[row["category"], row["region"].replace("_", " "), row["side"], row["definite"], row["possible"],
-                   row["total"]] for row in rows],
-                 ["total" if row["region"] == "all" else "" for row in rows]) + \
-        '<p class="note">Regions without lesions are left out; S_mars.csv lists them all.</p>'
+    if not report.mars_counts:
+        return "<p>No counts.</p>"
+    columns = list(report.mars_counts[0])
+    rows = [row for row in report.mars_counts if row.get("total", 1) or row.get("region") == "all"]
+    note = '<p class="note">Regions without lesions are left out; S_mars.csv lists them all.</p>' \
+        if len(rows) < len(report.mars_counts) else ""
+    return table(columns, [[str(row[c]).replace("_", " ") for c in columns] for row in rows],
+                 ["total" if row.get("region") == "all" else "" for row in rows]) + note
 
 
 def _quality(report: SubjectReport) -> str:
@@ -127,7 +131,8 @@ def _quality(report: SubjectReport) -> str:
     overlay = ('<p>The MNI template brain (blue outline) as the registration placed it: it should follow the '
                'brain\'s edge. MARS regions come from this alignment.</p>'
                + image(figures.registration_overlay(report.image, report.registration), "registration overlay")) \
-        if report.registration is not None else "<p>No registration to MNI (MARS not rated): no overlay.</p>"
+        if report.registration is not None else \
+        "<p>No registration overlay: MARS was not rated, or its registration is not kept (a Slicer export).</p>"
     return (table(("measure", "value"), figures_text) + (warnings(qc.warnings) or "<p>No warnings.</p>") + overlay)
 
 
@@ -157,3 +162,12 @@ def render_subject_report(report: SubjectReport) -> str:
 def write_subject_report(report: SubjectReport, path: str | os.PathLike) -> Path:
     """Render the report and write it atomically to ``path``."""
     return write_text_atomically(render_subject_report(report), path)
+
+
+def report_detection(result: DetectionResult, subject: str, source: str, folder: str | os.PathLike,
+                     ) -> tuple[Path, QualityControl]:
+    """QC a detection and write its ``report.html`` into ``folder`` (``cmb-cohort`` and ``cmb-serve``); returns the
+    report's path and the QC, whose figures a cohort table also lists."""
+    qc = quality_control(result.reference, result.registration, result.mars_error, len(result.lesions))
+    report = SubjectReport.from_result(result, subject, source, qc)
+    return write_subject_report(report, Path(folder) / REPORT_NAME), qc

@@ -107,6 +107,7 @@ def run_job(store: JobStore, data: DataDir, job: Job, worker: str, engine: WarmE
     from CMBDetectionLib.imageio.dicom_series import is_dicom_input, read_series_datasets
     from CMBDetectionLib.imageio.volumes import read_volume, volume_stem
     from CMBDetectionLib.outputs.files import write_outputs
+    from CMBDetectionLib.reports.subject_report import report_detection
 
     stored = data.inputs(job.id) / job.input_name
     results = data.results(job.id)
@@ -115,6 +116,7 @@ def run_job(store: JobStore, data: DataDir, job: Job, worker: str, engine: WarmE
         result = engine.detect(read_volume(stored), job, checks.progress, checks.cancel)
         datasets = read_series_datasets(stored) if is_dicom_input(stored) else None  # DICOM SEG and SR, as cmb-detect
         write_outputs(result, results, volume_stem(job.input_name), dicom_datasets=datasets)
+        report_detection(result, volume_stem(job.input_name), job.input_name, results)  # as cmb-cohort writes it
     except DetectionCancelled:
         shutil.rmtree(results, ignore_errors=True)
         if stopping():

@@ -68,13 +68,16 @@ def test_the_demo_end_to_end_with_its_files_downloaded(server, tmp_path):
     assert job["status"] == "done", job
     assert job["progress"] == 1.0 and progress == sorted(progress) and all(0 <= p <= 1 for p in progress)
     listed = {entry["name"] for entry in client.get(f"/v1/jobs/{job_id}/files").json()["files"]}
-    # the names cmb-detect writes for this input: no probability map, not DICOM; the MARS table when rating ran
+    # the names cmb-detect writes for this input (no probability map, not DICOM), the report as cmb-cohort writes
+    # it; the MARS table when rating ran
     always = {f"demo_swi{SUFFIXES[kind]}" for kind in ("mask", "lesions_csv", "segmentation", "markups")}
+    always.add("report.html")
     assert always <= listed <= always | {f"demo_swi{SUFFIXES['mars_csv']}"}
     for name in listed:
         answer = client.get(f"/v1/jobs/{job_id}/files/{name}")
         assert answer.status_code == 200
         (tmp_path / name).write_bytes(answer.content)
+    assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
     rows = lesion_rows((tmp_path / "demo_swi_lesions.csv").read_text())
     assert len(rows) == job["lesions"] > 0
     labels = np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "demo_swi_cmb.nii.gz"))))
