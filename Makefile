@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test figure clean
+# Root installs Debian packages directly; anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test system-packages figure clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +20,15 @@ demo: $(STAMP)
 	$(BIN)/cmb-detect --demo -o demo_output
 	$(BIN)/cmb-eval --gt CMBDetectionLib/data --pred demo_output
 
+# The PACS and DICOM tests start a real Orthanc and run the DICOM standard's validator dciodvfy (Debian's orthanc
+# and dicom3tools), installed here when missing.
+system-packages:
+	@command -v Orthanc >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc dicom3tools; }
+
 # The linter first (seconds), then the tests and the doctests (pytest config in pyproject.toml).
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from CMBDetectionLib.outputs.files import OutputSet, write_output_set
 from CMBDetectionLib.outputs.lesion_csv import LesionRecord
-from CMBDetectionLib.reports.subject_report import SubjectReport, write_subject_report
 
 from .correction_sync import LesionResults
 from .result_nodes import ATTRIBUTE_PREFIX, segment_ids_by_lesion
@@ -43,6 +42,9 @@ def export_results(results: LesionResults, folder: str | os.PathLike, stem: str 
         mars_counts=results.counts(),
     )
     paths = write_output_set(files, folder, stem or results.volume_node.GetName())
+    # Imported here: reports need matplotlib and scikit-image, which the module's self-test must not.
+    from CMBDetectionLib.reports.subject_report import SubjectReport, write_subject_report
+
     # The HTML report cmb-cohort writes, from the corrected lesions, beside the set as S_report.html.
     report = SubjectReport.from_output_set(files, results.volume_node.GetName(), node_provenance(results.nodes.segmentation))
     paths["report"] = write_subject_report(report, Path(str(paths["mask"]).removesuffix("_cmb.nii.gz") + "_report.html"))

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "in OUTDIR, on subjects it did not train on; two-stage: ResNet50 on k-means candidate "
                              "patches (Afzal et al. 2022)")
     parser.add_argument("--patch-size", type=int, default=64, help="two-stage: ResNet50 input size in pixels (default 64; paper 224)")
+    parser.add_argument("--patch-input", choices=("2.5d", "paper"), default="2.5d",
+                        help="two-stage: patch channels: 2.5d = slices k-1, k, k+1 (default); paper = slice k three times")
     parser.add_argument("--imagenet-weights", metavar="H5",
                         help="two-stage: Keras ResNet50 'notop' ImageNet weights file (default: Keras cache if present, else from scratch)")
     parser.add_argument("--eager", action="store_true",
@@ -110,6 +112,7 @@ def _config(args: argparse.Namespace):
 
 def _train_two_stage(args: argparse.Namespace) -> int:
     """``--method two-stage``: train the ResNet50 classifier (and evaluate on ``--eval-dir`` when given)."""
+    from CMBDetectionLib.evaluation.patch_metrics import format_patch_metrics
     from CMBDetectionLib.training.two_stage import evaluate_two_stage, record_heldout, train_two_stage
 
     if args.patch_size < 32:
@@ -118,12 +121,14 @@ def _train_two_stage(args: argparse.Namespace) -> int:
         card = train_two_stage(args.data_dir, args.output, patch_size=args.patch_size, epochs=args.epochs,
                                batch_size=args.batch_size, lr=args.lr, imagenet_weights=args.imagenet_weights,
                                seed=args.seed, progress=progress, steps_per_epoch=args.steps_per_epoch,
-                               val_fraction=args.val_fraction)
-    summary = card["metrics"]["validation_patches"]
+                               val_fraction=args.val_fraction, patch_input=args.patch_input)
+    print(f"cmb-train: model written to {args.output}")
+    print("validation patches: " + format_patch_metrics(card["metrics"]["validation_patches"]))
     if args.eval_dir:
-        card = record_heldout(args.output, evaluate_two_stage(args.eval_dir, args.output), args.eval_dir)
-        summary = card["metrics"]["heldout"]["lesion"]
-    print(f"cmb-train: model written to {args.output}; " + ", ".join(f"{k}={v:.3g}" for k, v in summary.items()))
+        heldout = record_heldout(args.output, evaluate_two_stage(args.eval_dir, args.output), args.eval_dir)
+        heldout = heldout["metrics"]["heldout"]
+        print("held-out patches: " + format_patch_metrics(heldout["patch"]))
+        print("held-out lesions: " + ", ".join(f"{k}={v:.3g}" for k, v in heldout["lesion"].items()))
     return EXIT_OK
 
 

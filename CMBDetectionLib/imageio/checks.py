@@ -28,7 +28,7 @@ import logging
 import numpy as np
 
 from CMBDetectionLib.errors import VolumeError
-from CMBDetectionLib.probability.unet.slicing import DEFAULT_PIXEL_MM
+from CMBDetectionLib.probability.unet.model_input import DEFAULT_PIXEL_MM
 
 log = logging.getLogger(__name__)
 

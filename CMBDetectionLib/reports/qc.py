@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from skimage.filters import threshold_otsu
 
 AIR_MARGIN_VOXELS = 3
 MIN_AIR_VOXELS = 500
@@ -44,13 +43,21 @@ class QualityControl:
     warnings: list[str] = field(default_factory=list)
 
 
+def _otsu(image: sitk.Image) -> float:
+    """Otsu's head/air threshold, from SimpleITK: the Slicer export writes this report, and Slicer has no
+    scikit-image until the module's packages are installed."""
+    otsu = sitk.OtsuThresholdImageFilter()
+    otsu.Execute(sitk.Cast(image, sitk.sitkFloat32))
+    return otsu.GetThreshold()
+
+
 def estimate_snr(image: sitk.Image) -> float | None:
     """Median head signal over the Rician noise sigma of the surrounding air (None when it cannot be measured)."""
     values = sitk.GetArrayViewFromImage(image).astype(np.float32)
     finite = values[np.isfinite(values)]
     if finite.size == 0 or finite.max() <= finite.min():
         return None
-    head = ndimage.binary_fill_holes(values > threshold_otsu(finite))
+    head = ndimage.binary_fill_holes(values > _otsu(image))
     air = ~ndimage.binary_dilation(head, iterations=AIR_MARGIN_VOXELS)
     air_values = values[air & np.isfinite(values)]
     if air_values.size < MIN_AIR_VOXELS or air_values.mean() <= 0:

@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from CMBDetectionLib.probability.unet.slicing import MODEL_SIZE
+from CMBDetectionLib.probability.unet.model_input import MODEL_SIZE
 
 ONNX_NAME = "unet.onnx"
 INPUT_NAME = "swi_slice"
@@ -30,8 +30,10 @@ BATCH_DIM = "batch"
 OPSET = 17
 
 
-def export_onnx(model, path: str | os.PathLike, size: int = MODEL_SIZE, opset: int = OPSET) -> Path:
-    """Write ``model`` (a Keras UNet with inference weights) to ``path`` as ONNX; returns the path.
+def export_onnx(model, path: str | os.PathLike, size: int = MODEL_SIZE, opset: int = OPSET, *,
+                channels: int = 1, input_name: str = INPUT_NAME) -> Path:
+    """Write ``model`` (a Keras UNet with inference weights, or any Keras model taking ``(batch, size, size,
+    channels)`` images) to ``path`` as ONNX; returns the path.
 
     The batch dimension stays dynamic; dropout and batch norm are exported in inference mode.
     """
@@ -39,7 +41,7 @@ def export_onnx(model, path: str | os.PathLike, size: int = MODEL_SIZE, opset: i
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    spec = keras.InputSpec(shape=(None, size, size, 1), dtype="float32", name=INPUT_NAME)
+    spec = keras.InputSpec(shape=(None, size, size, channels), dtype="float32", name=input_name)
     # tf2onnx writes the raw graph; it is renamed and checked before it replaces ``path``.
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"

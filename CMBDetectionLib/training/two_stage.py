@@ -27,6 +27,7 @@ import SimpleITK as sitk
 from scipy.spatial.distance import cdist
 
 from CMBDetectionLib.evaluation.metrics import MATCH_DISTANCE_MM, match_lesions
+from CMBDetectionLib.evaluation.patch_metrics import patch_metrics
 from CMBDetectionLib.imageio.volumes import read_image_file, read_volume
 from CMBDetectionLib.lesions.extraction import component_centres_mm, label_components
 from CMBDetectionLib.probability.two_stage.method import StageSettings, classify_patches, stage_one
@@ -60,7 +61,7 @@ def subject_patches(pair: TrainingPair, settings: StageSettings, *, add_missed: 
     if add_missed and (~found).any():
         volume = normalise_intensity(sitk.GetArrayFromImage(image))
         extra = extract_patches(volume, gt_mm[~found] / spacing, spacing, patch_size=settings.patch_size,
-                                field_of_view_mm=settings.field_of_view_mm)
+                                field_of_view_mm=settings.field_of_view_mm, patch_input=settings.patch_input)
         patches, labels = np.concatenate([patches, extra]), np.concatenate([labels, np.ones(len(extra), np.uint8)])
     return {"patches": patches.astype(np.float16), "labels": labels, "n_gt": np.int32(n_gt), "gt_found": np.int32(found.sum())}
 
@@ -71,7 +72,7 @@ def gather(pairs: list[TrainingPair], cache: Path, settings: StageSettings, *, a
     cache.mkdir(parents=True, exist_ok=True)
     patches, labels, n_gt, found = [], [], 0, 0
     for n, pair in enumerate(pairs, start=1):
-        path = cache / f"{pair.name}_{'train' if add_missed else 'val'}_{settings.patch_size}.npz"
+        path = cache / f"{pair.name}_{'train' if add_missed else 'val'}_{settings.patch_size}_{settings.patch_input}.npz"
         if not path.exists():
             np.savez(path, **subject_patches(pair, settings, add_missed=add_missed))
         with np.load(path) as data:
@@ -82,16 +83,6 @@ def gather(pairs: list[TrainingPair], cache: Path, settings: StageSettings, *, a
             progress(n / len(pairs))
     stats = {"candidate_recall": found / n_gt if n_gt else math.nan, "subjects": len(pairs)}
     return np.concatenate(patches).astype(np.float32), np.concatenate(labels), stats
-
-
-def patch_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """The paper's patch metrics (accuracy, specificity, sensitivity, FPR, precision) plus the counts."""
-    truth, pred = labels > 0, scores >= threshold
-    tp, tn = int(np.sum(truth & pred)), int(np.sum(~truth & ~pred))
-    fp, fn = int(np.sum(~truth & pred)), int(np.sum(truth & ~pred))
-    ratio = lambda a, b: a / b if b else math.nan  # noqa: E731
-    return {"accuracy": ratio(tp + tn, len(truth)), "specificity": ratio(tn, tn + fp), "sensitivity": ratio(tp, tp + fn),
-            "fpr": ratio(fp, fp + tn), "precision": ratio(tp, tp + fp), "tp": tp, "tn": tn, "fp": fp, "fn": fn}
 
 
 def _validation_subset(labels: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -146,6 +137,7 @@ def train_two_stage(
     out_dir: str | os.PathLike,
     *,
     patch_size: int = 64,
+    patch_input: str = "2.5d",
     epochs: int = 11,
     batch_size: int = 16,
     lr: float = 1e-4,
@@ -168,12 +160,13 @@ def train_two_stage(
         imagenet_weights_path,
         save_classifier,
     )
+    from CMBDetectionLib.probability.two_stage.runtime import KerasClassifier
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = find_pairs(data_dir)[:max_subjects]
     train_pairs, val_pairs = split_subjects(pairs, val_fraction, seed)
-    settings = StageSettings(patch_size=patch_size)
+    settings = StageSettings(patch_size=patch_size, patch_input=patch_input)
 
     def stage(start: float, stop: float) -> Callable[[float], None] | None:
         """``progress`` of one part of the run, given as a fraction of that part."""
@@ -202,7 +195,7 @@ def train_two_stage(
         callbacks=[keras.callbacks.ModelCheckpoint(checkpoint), keras.callbacks.CSVLogger(log, append=bool(done)),
                    _progress_callback(progress, epochs)],
     )
-    scores = classify_patches(model, x_val)
+    scores = classify_patches(KerasClassifier(model), x_val)
     card = {
         "name": "resnet50", "version": "1.0", "method": "two-stage (Afzal et al. 2022)",
         "architecture": "keras.applications.ResNet50(include_top=False, pooling='avg') + Dense(1, sigmoid)",
@@ -257,12 +250,12 @@ def evaluate_two_stage(
     """
     from CMBDetectionLib.probability.two_stage.method import load_model
 
-    model, card = load_model(model_dir)
+    runner, card = load_model(model_dir)
     settings = StageSettings.from_card(card)
     pairs = find_pairs(data_dir)[:max_subjects]
     rows, all_labels, all_scores = [], [], []
     for n, pair in enumerate(pairs, start=1):
-        path = Path(cache_dir) / f"{pair.name}_heldout_{settings.patch_size}.npz" if cache_dir else None
+        path = Path(cache_dir) / f"{pair.name}_heldout_{settings.patch_size}_{settings.patch_input}.npz" if cache_dir else None
         if path is not None and path.exists():
             with np.load(path) as stored:
                 data = dict(stored)
@@ -271,7 +264,7 @@ def evaluate_two_stage(
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(path, **data)
-        scores = classify_patches(model, data["patches"].astype(np.float32))
+        scores = classify_patches(runner, data["patches"].astype(np.float32))
         near = cdist(data["cand_mm"], data["gt_mm"]) < MATCH_DISTANCE_MM if len(data["cand_mm"]) and len(data["gt_mm"]) else None
         all_labels.append(near.any(axis=1) if near is not None else np.zeros(len(scores), bool))
         all_scores.append(scores)

@@ -138,12 +138,12 @@ def test_reports_exist_and_embed_their_images(cohort):
     out = cohort["out"]
     rows = {row["key"]: row for row in read_table(out)}
     for key in GOOD:
-        html = (out / key / "report.html").read_text()
+        html = (out / key / "report.html").read_text(encoding="utf-8")
         images = _embedded_pngs(html)
         # the montage, one gallery picture per lesion, and the registration overlay when MARS registered it
         assert len(images) == 1 + rows[key]["n_lesions"] + (rows[key]["brain_coverage"] != "")
         assert all(picture.ndim == 3 and min(picture.shape[:2]) > 50 for picture in images)
         assert "http://" not in html and "https://" not in html, "the report opens offline"
-    cohort_html = (out / "cohort_report.html").read_text()
+    cohort_html = (out / "cohort_report.html").read_text(encoding="utf-8")
     assert len(_embedded_pngs(cohort_html)) >= 1  # the count distribution (and lesions by region when rated)
     assert 'href="sub-01/report.html"' in cohort_html and "sub-03_T2starw.nii.gz" in cohort_html

@@ -36,7 +36,7 @@ def _reviewed_set():
 def test_subject_report_shows_the_reviewed_lesions(tmp_path):
     report = SubjectReport.from_output_set(_reviewed_set(), "sub-<01>", {"model_version": "0.6.0", "threshold": 0.03,
                                                                        "lesion_filter": True})
-    html = write_subject_report(report, tmp_path / "report.html").read_text()
+    html = write_subject_report(report, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "sub-&lt;01&gt;" in html and "sub-<01>" not in html
     assert 'id="cmb-1"' in html and 'id="cmb-3"' in html and 'id="cmb-2"' not in html
     assert "1 lesion(s) rejected in review" in html
@@ -57,7 +57,7 @@ def test_cohort_report_lists_failures_escaped_and_links_subjects(tmp_path):
         row.update(subject=f"sub-{n}", key=f"sub-{n}", status=status, n_lesions=count, snr=snr,
                    brain_coverage=0.95 if snr else "", error="<script>bad</script> file" if status == "failed" else "")
         rows.append(row)
-    html = write_cohort_report(rows, tmp_path, {"method": "unet", "threshold": None}, {"version": "0.6.0"}).read_text()
+    html = write_cohort_report(rows, tmp_path, {"method": "unet", "threshold": None}, {"version": "0.6.0"}).read_text(encoding="utf-8")
     assert "&lt;script&gt;bad&lt;/script&gt; file" in html and "<script>" not in html
     assert 'href="sub-0/report.html"' in html and 'href="sub-5/report.html"' not in html
     assert re.search(r'href="sub-4/report.html">sub-4</a></td><td>SNR 4\.0', html), "the SNR outlier is flagged"

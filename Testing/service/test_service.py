@@ -77,7 +77,7 @@ def test_the_demo_end_to_end_with_its_files_downloaded(server, tmp_path):
         answer = client.get(f"/v1/jobs/{job_id}/files/{name}")
         assert answer.status_code == 200
         (tmp_path / name).write_bytes(answer.content)
-    assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in (tmp_path / "report.html").read_text(encoding="utf-8")
     rows = lesion_rows((tmp_path / "demo_swi_lesions.csv").read_text())
     assert len(rows) == job["lesions"] > 0
     labels = np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "demo_swi_cmb.nii.gz"))))

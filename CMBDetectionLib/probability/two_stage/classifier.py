@@ -57,22 +57,20 @@ def build_classifier(patch_size: int = DEFAULT_PATCH_SIZE, imagenet_weights: str
     return keras.Model(base.input, output, name="resnet50_cmb")
 
 
+IMAGENET_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)  # keras' resnet50 "caffe" preprocessing
+
+
 def to_network_input(patches: np.ndarray) -> np.ndarray:
-    """Patches normalised to ~0..1 -> ResNet50's expected input (0..255, ImageNet channel means removed).
+    """Patches normalised to ~0..1 -> ResNet50's expected input (0..255, channels reversed to BGR, ImageNet
+    channel means removed: ``keras.applications.resnet50.preprocess_input``, in numpy so inference needs no Keras).
 
     The same mapping is used with and without ImageNet weights, so either model sees identical inputs.
+
+    >>> to_network_input(np.ones((1, 1, 1, 3), np.float32)).round(3).tolist()
+    [[[[151.061, 138.221, 131.32]]]]
     """
-    from keras.applications.resnet50 import preprocess_input
-
-    return preprocess_input(np.clip(patches, 0.0, 1.5).astype(np.float32) * 255.0)
-
-
-def classify(model, patches: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """``(n, p, p, 3)`` patches -> ``(n,)`` float32 CMB probabilities."""
-    if len(patches) == 0:
-        return np.zeros(0, dtype=np.float32)
-    scores = model.predict(to_network_input(patches), batch_size=batch_size, verbose=0)
-    return np.asarray(scores, dtype=np.float32).reshape(-1)
+    scaled = np.clip(patches, 0.0, 1.5).astype(np.float32) * np.float32(255.0)
+    return np.ascontiguousarray(scaled[..., ::-1] - IMAGENET_BGR_MEAN)
 
 
 def save_classifier(model, folder: str | os.PathLike, card: dict[str, Any]) -> Path:

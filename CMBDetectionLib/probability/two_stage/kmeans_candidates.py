@@ -159,9 +159,24 @@ def find_kmeans_candidates(
     seed: int = 0,
     **shape_limits: float,
 ) -> tuple[np.ndarray, list[Candidate]]:
-    """Candidates of an SWI array inside ``brain``: k-means dark cluster and core, then :func:`filter_components`."""
+    """Candidates of an SWI array inside ``brain``: :func:`dark_and_core`, then :func:`filter_components`."""
+    dark, core = dark_and_core(array, brain, spacing_kji, n_clusters=n_clusters, smoothing_mm=smoothing_mm, seed=seed)
+    return filter_components(dark, spacing_kji, core=core, **shape_limits)
+
+
+def dark_and_core(
+    array: np.ndarray,
+    brain: np.ndarray,
+    spacing_kji: tuple[float, float, float],
+    *,
+    n_clusters: int = N_CLUSTERS,
+    smoothing_mm: float = SMOOTHING_MM,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clustering step on the smoothed array: (dark cluster, its core at least ``EDGE_MARGIN_MM`` inside
+    ``brain``), bool masks that :func:`filter_components` turns into candidates."""
     sigma = smoothing_mm / np.asarray(spacing_kji, dtype=float)
     smoothed = ndimage.gaussian_filter(array.astype(np.float32), sigma) if smoothing_mm > 0 else array
     dark, core = dark_cluster(smoothed, brain, n_clusters=n_clusters, seed=seed)
     core &= ndimage.binary_erosion(brain > 0, structure=_ellipsoid(EDGE_MARGIN_MM, spacing_kji))
-    return filter_components(dark, spacing_kji, core=core, **shape_limits)
+    return dark, core

@@ -22,6 +22,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.errors import DetectionCancelled
+from CMBDetectionLib.model_store import CARD_NAME, load_card
+from CMBDetectionLib.model_store import model_dir as resolve_model_dir
 from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
 from CMBDetectionLib.probability.two_stage.kmeans_candidates import (
     MAX_DIAMETER_MM,
@@ -31,10 +33,14 @@ from CMBDetectionLib.probability.two_stage.kmeans_candidates import (
     Candidate,
     find_kmeans_candidates,
 )
+from CMBDetectionLib.probability.two_stage.classifier import to_network_input
 from CMBDetectionLib.probability.two_stage.patches import FIELD_OF_VIEW_MM, extract_patches
+from CMBDetectionLib.probability.two_stage.runtime import ClassifierRunner, check_choice, open_classifier
 from CMBDetectionLib.probability.unet.slicing import from_axial, normalise_intensity, orientation_of, to_axial
 
 CLASSIFY_BATCH = 32
+CHANNELS = {"2.5d": "axial slices k-1, k, k+1 through the candidate centre",
+            "paper": "axial slice k through the candidate centre, repeated in all three channels"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class StageSettings:
 
     patch_size: int = 64
     field_of_view_mm: float = FIELD_OF_VIEW_MM
+    patch_input: str = "2.5d"  # a key of patches.PATCH_INPUTS; cards before v1.1 used 2.5d without saying so
     n_clusters: int = N_CLUSTERS
     min_diameter_mm: float = MIN_DIAMETER_MM
     max_diameter_mm: float = MAX_DIAMETER_MM
@@ -59,7 +66,8 @@ class StageSettings:
             "patches": {
                 "patch_size": self.patch_size,
                 "field_of_view_mm": self.field_of_view_mm,
-                "channels": "axial slices k-1, k, k+1 through the candidate centre",
+                "patch_input": self.patch_input,
+                "channels": CHANNELS[self.patch_input],
             },
         }
 
@@ -86,58 +94,37 @@ def stage_one(axial: sitk.Image, settings: StageSettings = StageSettings()) -> S
     centres = np.array([c.centre_kji for c in found], dtype=float).reshape(-1, 3)
     patches = extract_patches(
         normalise_intensity(array), centres, spacing, patch_size=settings.patch_size,
-        field_of_view_mm=settings.field_of_view_mm,
+        field_of_view_mm=settings.field_of_view_mm, patch_input=settings.patch_input,
     )
     return StageOne(brain.astype(np.uint8), labels, found, patches)
 
 
 @lru_cache(maxsize=2)
-def _cached_classifier(folder: str, stamp: float):
-    from CMBDetectionLib.probability.two_stage.classifier import load_classifier
-
-    return load_classifier(folder)
+def _cached_classifier(folder: str, stamp: float, backend: str, device: str) -> tuple[ClassifierRunner, dict[str, Any]]:
+    return open_classifier(folder, backend, device)
 
 
-def load_model(model_dir: str | os.PathLike | None = None):
-    """(Keras model, card) of the ResNet50 folder, cached while its card is unchanged."""
-    from CMBDetectionLib.model_store import CARD_NAME
-    from CMBDetectionLib.model_store import model_dir as resolve
-
-    folder = resolve("resnet50", model_dir).resolve()
+def load_model(
+    model_dir: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto"
+) -> tuple[ClassifierRunner, dict[str, Any]]:
+    """(classifier runner, card) of the ResNet50 folder (:func:`.runtime.open_classifier`), cached while its card
+    is unchanged."""
+    folder = resolve_model_dir("resnet50", model_dir).resolve()
     card = folder / CARD_NAME
-    return _cached_classifier(str(folder), card.stat().st_mtime if card.exists() else 0.0)
-
-
-def _tf_device(device: str) -> str | None:
-    if device in ("auto", ""):
-        return None
-    if device.lower() == "cpu":
-        return "/CPU:0"
-    if device.lower().startswith(("gpu", "cuda")):
-        return "/GPU:0"
-    raise ValueError(f"device {device!r} unknown; use auto, cpu or gpu.")
+    return _cached_classifier(str(folder), card.stat().st_mtime if card.exists() else 0.0, backend, device)
 
 
 def classify_patches(
-    model, patches: np.ndarray, *, device: str = "auto",
+    runner: ClassifierRunner, patches: np.ndarray, *,
     progress: Callable[[float], None] | None = None, cancel: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """CMB probability of each patch, ``CLASSIFY_BATCH`` at a time (checking ``cancel`` between batches)."""
-    import tensorflow as tf
-
-    from CMBDetectionLib.probability.two_stage.classifier import classify
-
     scores = np.zeros(len(patches), dtype=np.float32)
-    name = _tf_device(device)
     for start in range(0, len(patches), CLASSIFY_BATCH):
         if cancel is not None and cancel():
             raise DetectionCancelled("detection cancelled")
         stop = min(start + CLASSIFY_BATCH, len(patches))
-        if name is None:
-            scores[start:stop] = classify(model, patches[start:stop])
-        else:
-            with tf.device(name):
-                scores[start:stop] = classify(model, patches[start:stop])
+        scores[start:stop] = runner.predict(to_network_input(patches[start:stop]))
         if progress is not None:
             progress(stop / len(patches))
     return scores
@@ -154,12 +141,15 @@ def predict_probability(
 ) -> np.ndarray:
     """``[k, j, i] float32`` on ``image``'s grid: each kept candidate's voxels hold its classifier probability.
 
-    Only the TensorFlow backend exists for the ResNet50 (``backend`` ``auto`` or ``tensorflow``).
+    ``backend``: ``auto`` (the model's ONNX export with ONNX Runtime when both are there, else TensorFlow),
+    ``onnxruntime`` or ``tensorflow``, or a ready runner (:class:`.runtime.ClassifierRunner`, used with the card
+    of ``model_dir``).
     """
-    if isinstance(backend, str) and backend not in ("auto", "tensorflow"):
-        raise ValueError(f"backend {backend!r} is not available for the two-stage method; use auto or tensorflow.")
-    _tf_device(device)  # reject a bad device name before the long work
-    model, card = load_model(model_dir)
+    if isinstance(backend, str):
+        check_choice(backend, device)  # reject a bad name before the long work
+        runner, card = load_model(model_dir, backend, device)
+    else:
+        runner, card = backend, load_card(resolve_model_dir("resnet50", model_dir))
     orientation = orientation_of(image)
     axial = to_axial(sitk.Cast(image, sitk.sitkFloat32))
     if cancel is not None and cancel():
@@ -168,7 +158,7 @@ def predict_probability(
     if progress is not None:
         progress(0.5)
     scaled = None if progress is None else (lambda f: progress(0.5 + 0.5 * f))
-    scores = classify_patches(model, first.patches, device=device, progress=scaled, cancel=cancel)
+    scores = classify_patches(runner, first.patches, progress=scaled, cancel=cancel)
     probability = np.concatenate([[0.0], scores]).astype(np.float32)[first.labels]
     result = sitk.GetImageFromArray(probability)
     result.CopyInformation(axial)

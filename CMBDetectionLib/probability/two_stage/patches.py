@@ -1,9 +1,14 @@
 """Candidate patches for the ResNet50 classifier, and the paper's augmentation.
 
 A patch is a square axial window of ``FIELD_OF_VIEW_MM`` around a candidate centre, resampled to
-``patch_size`` pixels (as Afzal et al. resize to 224). Its three channels are the axial slices k-1, k, k+1 at
-the candidate centre, so the network sees whether a dark dot continues through slices (a vessel) or ends
-(a microbleed). Patches are taken from the normalised volume (``preprocessing.normalise_intensity``, ~0..1).
+``patch_size`` pixels (as Afzal et al. resize to 224). Its three channels (:data:`PATCH_INPUTS`) are either
+
+- ``"2.5d"``: the acquired axial slices k-1, k, k+1 at the candidate centre (k rounded; no interpolation across
+  slices; the first and last slice repeat themselves), so the network sees whether a dark dot continues through
+  slices (a vessel) or ends (a microbleed); or
+- ``"paper"``: slice k three times, the paper's single grey-level patch given to a 3-channel ResNet50.
+
+Patches are taken from the normalised volume (``preprocessing.normalise_intensity``, ~0..1).
 
 Augmentation (Afzal et al. 2022, section 3.2): left-right and up-down flips, rotation in [-30, 30] degrees and
 Gaussian blur with sigma in [0, 3] pixels of a 224-pixel patch (scaled to ``patch_size``).
@@ -20,6 +25,8 @@ import numpy as np
 from scipy import ndimage
 
 FIELD_OF_VIEW_MM = 32.0
+#: channel -> slice offset from the candidate's slice, per patch input
+PATCH_INPUTS = {"2.5d": (-1, 0, 1), "paper": (0, 0, 0)}
 MAX_ROTATION_DEG = 30.0
 MAX_BLUR_SIGMA_224 = 3.0  # the paper's blur range, in pixels of its 224x224 patches
 
@@ -31,12 +38,15 @@ def extract_patches(
     *,
     patch_size: int = 64,
     field_of_view_mm: float = FIELD_OF_VIEW_MM,
+    patch_input: str = "2.5d",
 ) -> np.ndarray:
     """``(n, patch_size, patch_size, 3)`` float32 patches around ``centres_kji`` (n, 3) of a ``[k, j, i]`` volume.
 
-    Channels are slices ``k-1, k, k+1`` (k rounded; edge slices repeat); in-plane linear interpolation;
-    outside the volume is 0.
+    Channels are the slices of ``patch_input`` (:data:`PATCH_INPUTS`; k rounded, edge slices repeat); in-plane
+    linear interpolation in mm; outside the volume is 0.
     """
+    if patch_input not in PATCH_INPUTS:
+        raise ValueError(f"patch input {patch_input!r} unknown; use one of {', '.join(PATCH_INPUTS)}.")
     centres = np.asarray(centres_kji, dtype=float).reshape(-1, 3)
     if len(centres) == 0:
         return np.zeros((0, patch_size, patch_size, 3), dtype=np.float32)
@@ -44,7 +54,8 @@ def extract_patches(
     offsets_mm = (np.arange(patch_size) - (patch_size - 1) / 2.0) * (field_of_view_mm / patch_size)
     rows = centres[:, 1, None] + offsets_mm[None, :] / spacing[1]  # (n, p)
     cols = centres[:, 2, None] + offsets_mm[None, :] / spacing[2]
-    slices = np.clip(np.rint(centres[:, 0])[:, None] + np.array([-1, 0, 1]), 0, volume.shape[0] - 1)  # (n, 3)
+    offsets = np.array(PATCH_INPUTS[patch_input])
+    slices = np.clip(np.rint(centres[:, 0])[:, None] + offsets, 0, volume.shape[0] - 1)  # (n, 3)
     n, p = len(centres), patch_size
     coords = np.stack(
         np.broadcast_arrays(

@@ -26,8 +26,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-MODEL_SIZE = 256  # the ONNX model's fixed input: 256x256 slices
-DEFAULT_PIXEL_MM = 0.9  # the shipped UNet's training pixel size (256x256 phantoms at 0.9 mm), when a card gives none
+from CMBDetectionLib.probability.unet.model_input import DEFAULT_PIXEL_MM, MODEL_SIZE
+
 # Zooms this close to 1 keep native pixels: under a tenth of a pixel's drift across the 256-pixel window.
 SAME_PIXEL_TOLERANCE = 4e-4
 HEAD_PROFILE_FRACTION = 0.01

@@ -1,0 +1,88 @@
+"""Where the two-stage method's first stages lose each ground-truth CMB (a diagnostic, off the detection path).
+
+Stage one (skull removal, k-means clustering, shape/size filter) must keep nearly every CMB, since the classifier
+can only accept candidates. For each CMB of a labelled volume this follows it through the stages, in order:
+
+1. ``mask``: its centre voxel lies outside the brain mask;
+2. ``rim``: inside the mask, but none of its voxels lies deeper than ``EDGE_MARGIN_MM`` (core voxels are only
+   taken there, so the mask's rim is lost with it);
+3. ``cluster``: none of its voxels is in the dark cluster's core (the k-means step did not call it very dark);
+4. ``shape``: it reached the core but no candidate centre is matched to it (one to one, within
+   ``MATCH_DISTANCE_MM``): the size/shape filter dropped it or moved the centre away.
+
+A CMB matched to a candidate is ``found`` whatever the stages say (a neighbouring candidate can cover it).
+
+>>> survivors = stage_survivors(array, truth, (2.0, 0.9, 0.9))        # doctest: +SKIP
+>>> survivors.sensitivity, survivors.lost()                            # doctest: +SKIP
+(0.93, {'mask': 0, 'rim': 1, 'cluster': 0, 'shape': 0})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from CMBDetectionLib.evaluation.metrics import match_lesions
+from CMBDetectionLib.lesions.extraction import component_centres_mm, label_components
+from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
+from CMBDetectionLib.probability.two_stage.kmeans_candidates import EDGE_MARGIN_MM, dark_and_core, filter_components
+from CMBDetectionLib.probability.two_stage.method import StageSettings
+
+STAGES = ("mask", "rim", "cluster", "shape")
+
+
+@dataclass(frozen=True)
+class StageSurvivors:
+    """Per ground-truth CMB (in label order): whether it passed each stage; and the number of candidates."""
+
+    in_mask: np.ndarray
+    deep_enough: np.ndarray
+    in_core: np.ndarray
+    found: np.ndarray
+    n_candidates: int
+
+    @property
+    def n_cmbs(self) -> int:
+        return len(self.found)
+
+    @property
+    def sensitivity(self) -> float:
+        """Found CMBs / all CMBs (NaN without CMBs)."""
+        return float(self.found.mean()) if self.n_cmbs else float("nan")
+
+    def lost(self) -> dict[str, int]:
+        """Missed CMBs by the first stage they failed (:data:`STAGES`)."""
+        passed = np.ones(self.n_cmbs, bool)
+        counts = {}
+        for stage, ok in zip(STAGES, (self.in_mask, self.deep_enough, self.in_core, np.zeros(self.n_cmbs, bool))):
+            counts[stage] = int(np.sum(passed & ~ok & ~self.found))
+            passed &= ok
+        return counts
+
+
+def stage_survivors(
+    array: np.ndarray, truth: np.ndarray, spacing_kji: tuple[float, float, float], settings: StageSettings = StageSettings()
+) -> StageSurvivors:
+    """Run stage one on an axial ``[k, j, i]`` ``array`` and follow each CMB of the mask ``truth`` through it."""
+    spacing = np.asarray(spacing_kji, dtype=float)
+    brain = brain_mask_array(array, tuple(spacing))
+    dark, core = dark_and_core(array, brain, tuple(spacing), n_clusters=settings.n_clusters)
+    _, candidates = filter_components(dark, tuple(spacing), core=core, min_diameter_mm=settings.min_diameter_mm,
+                                      max_diameter_mm=settings.max_diameter_mm, max_elongation=settings.max_elongation)
+    labels, count = label_components(truth)
+    index = np.arange(1, count + 1)
+    centres = component_centres_mm(labels, count, spacing)
+    centre_voxels = np.clip(np.rint(centres / spacing).astype(int), 0, np.asarray(array.shape) - 1).reshape(-1, 3)
+    depth = ndimage.distance_transform_edt(brain, sampling=spacing)
+    cand_mm = np.array([c.centre_kji for c in candidates], dtype=float).reshape(-1, 3) * spacing
+    found = np.zeros(count, bool)
+    found[[g for g, _ in match_lesions(centres, cand_mm)]] = True
+    return StageSurvivors(
+        in_mask=brain[tuple(centre_voxels.T)].astype(bool),
+        deep_enough=np.asarray(ndimage.maximum(depth, labels, index), float).reshape(-1) > EDGE_MARGIN_MM,
+        in_core=np.asarray(ndimage.maximum(core, labels, index), bool).reshape(-1),
+        found=found,
+        n_candidates=len(candidates),
+    )
