@@ -71,14 +71,15 @@ def two_stage_seconds(device: str = "auto") -> dict[str, float]:
     """
     from CMBDetectionLib.phantoms.generator import generate_subject
     from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
-    from CMBDetectionLib.probability.two_stage.classifier import build_classifier, load_classifier
-    from CMBDetectionLib.probability.two_stage.method import StageSettings, classify_patches, stage_one
+    from CMBDetectionLib.probability.two_stage.classifier import build_classifier
+    from CMBDetectionLib.probability.two_stage.method import StageSettings, classify_patches, load_model, stage_one
+    from CMBDetectionLib.probability.two_stage.runtime import KerasClassifier
     from CMBDetectionLib.probability.unet.slicing import to_axial
 
     try:
-        model, card = load_classifier()
+        model, card = load_model(device=device)  # ONNX Runtime for the shipped model
     except ValueError:
-        model, card = build_classifier(64), {"input_shape": [64, 64, 3]}
+        model, card = KerasClassifier(build_classifier(64), device), {"input_shape": [64, 64, 3]}
     axial = to_axial(sitk.Cast(generate_subject(303).image, sitk.sitkFloat32))
     array, spacing = sitk.GetArrayFromImage(axial), tuple(axial.GetSpacing()[::-1])
     start = time.perf_counter()
@@ -87,9 +88,9 @@ def two_stage_seconds(device: str = "auto") -> dict[str, float]:
     start = time.perf_counter()
     first = stage_one(axial, StageSettings.from_card(card))
     stage_one_s = time.perf_counter() - start - mask_s  # stage_one recomputes the mask; report the rest
-    classify_patches(model, first.patches[:2], device=device)  # warm-up
+    classify_patches(model, first.patches[:2])  # warm-up
     start = time.perf_counter()
-    classify_patches(model, first.patches, device=device)
+    classify_patches(model, first.patches)
     return {"brain_mask_s": mask_s, "candidates_and_patches_s": stage_one_s,
             "classifier_s": time.perf_counter() - start, "candidates": len(first.candidates)}
 

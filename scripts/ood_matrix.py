@@ -40,7 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=4, help=f"subjects per set, 1-{SEEDS_PER_SET} (default 4)")
     parser.add_argument("--data", type=Path, default=Path("ood_data"),
                         help="folder of the generated sets, one subfolder per set (default ood_data/)")
-    parser.add_argument("--model-dir", default=None, help="model folder (default: the shipped models/unet)")
+    parser.add_argument("--method", choices=("unet", "two-stage"), default="unet",
+                        help="detection method (default unet; two-stage: k-means candidates + ResNet50)")
+    parser.add_argument("--model-dir", default=None, help="model folder (default: the method's shipped model)")
     parser.add_argument("--threshold", type=float, default=None, help="operating threshold (default: the model's)")
     parser.add_argument("--jobs", type=int, default=2, help="processes generating phantoms (default 2)")
     parser.add_argument("--mars", action="store_true", help="also run the MARS rating and count its failures")
@@ -90,7 +92,8 @@ def generate_missing(sets: list[str], n: int, data: Path, jobs: int) -> None:
             print(f"  {name} {seed}: {seconds:.1f} s", flush=True)
 
 
-def score_subject(paths: dict[str, Path], model_dir: str | None, threshold: float | None, mars: bool) -> dict:
+def score_subject(paths: dict[str, Path], model_dir: str | None, threshold: float | None, mars: bool,
+                  method: str = "unet") -> dict:
     """Detect in one subject and score it against its ground truth; the row keeps the figures and the run time."""
     from CMBDetectionLib.evaluation.metrics import subject_metrics
     from CMBDetectionLib.imageio.volumes import read_volume
@@ -98,7 +101,7 @@ def score_subject(paths: dict[str, Path], model_dir: str | None, threshold: floa
 
     image = read_volume(paths["swi"])
     started = time.perf_counter()
-    result = detect(image, model_dir=model_dir, threshold=threshold, mars=mars)
+    result = detect(image, method=method, model_dir=model_dir, threshold=threshold, mars=mars)
     seconds = time.perf_counter() - started
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(paths["cmb"]))) > 0
     row = subject_metrics(truth, result.label_map > 0, image.GetSpacing()[::-1])
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sets:
         rows[name] = []
         for seed in ood_seeds(OOD_SETS[name], args.n):
-            row = score_subject(subject_paths(args.data, name, seed), args.model_dir, args.threshold, args.mars)
+            row = score_subject(subject_paths(args.data, name, seed), args.model_dir, args.threshold, args.mars,
+                                args.method)
             rows[name].append({"seed": seed, **row})
             print(f"  {name} {seed}: {row['tp']}/{row['n_gt']} found, {row['fp']} FP, {row['seconds']} s", flush=True)
     summaries = {name: summarise(r) for name, r in rows.items()}
@@ -172,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nworst set: {worst} ({ood_set(worst).shift})")
     out = args.json or args.data / "ood_results.json"
     out.write_text(json.dumps(_without_nan({
-        "model_dir": args.model_dir or "models/unet (shipped)", "threshold": args.threshold, "n": args.n,
+        "method": args.method, "model_dir": args.model_dir or "shipped", "threshold": args.threshold, "n": args.n,
         "targets": {"per_set": SET_TARGET, "pooled": POOLED_TARGET},
         "sets": {name: {"shift": ood_set(name).shift, "changed_settings": ood_set(name).changed_settings(),
                         "summary": summaries[name], "subjects": rows[name]} for name in args.sets},

@@ -29,7 +29,15 @@ from scipy import ndimage
 from CMBDetectionLib.results import Lesion
 
 from . import tables
-from .result_nodes import ResultNodes, add_point, add_segment, fill_segments, lesion_name, segment_ids_by_lesion
+from .result_nodes import (
+    SEMIAUTOMATIC,
+    ResultNodes,
+    add_point,
+    add_segment,
+    fill_segments,
+    lesion_name,
+    segment_ids_by_lesion,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +190,8 @@ class LesionResults:
         self._updating = True
         try:
             self.accepted[label] = True
-            add_segment(self.nodes.segmentation, self.volume_node, label, self.full_mask(label))
+            add_segment(self.nodes.segmentation, self.volume_node, label, self.full_mask(label),
+                        SEMIAUTOMATIC if self.source[label] == "rater" else "AUTOMATIC")
             self._point_ids[add_point(self.nodes.points, self.lesions[label])] = label
             tables.set_cells(self.nodes.lesion_table, label, accepted=1)
             self._after_correction()
@@ -204,7 +213,7 @@ class LesionResults:
             self.lesions[label], self.accepted[label], self.source[label] = lesion, True, "rater"
             box = ndimage.find_objects(mask)[0]
             self._masks[label] = (box, mask[box] > 0)
-            add_segment(self.nodes.segmentation, self.volume_node, label, mask)
+            add_segment(self.nodes.segmentation, self.volume_node, label, mask, SEMIAUTOMATIC)
             if point_id is None:
                 point_id = add_point(self.nodes.points, lesion)
             else:

@@ -84,8 +84,16 @@ def set_provenance(nodes: ResultNodes, provenance: dict[str, Any]) -> None:
             node.SetAttribute(ATTRIBUTE_PREFIX + key, str(value))
 
 
-def style_segment(segment, label: int) -> None:
+# DICOM SEG's Segment Algorithm Type and Name, as Slicer's DICOM SEG export reads them from segment tags (it
+# writes MANUAL when they are missing): detections are AUTOMATIC, lesions grown from a rater's click SEMIAUTOMATIC.
+ALGORITHM_TYPE_TAG, ALGORITHM_NAME_TAG = "DICOM.SegmentAlgorithmType", "DICOM.SegmentAlgorithmName"
+ALGORITHM_NAME, SEMIAUTOMATIC = "CMBDetection", "SEMIAUTOMATIC"
+
+
+def style_segment(segment, label: int, algorithm_type: str = "AUTOMATIC") -> None:
     segment.SetName(lesion_name(label))
+    segment.SetTag(ALGORITHM_TYPE_TAG, algorithm_type)
+    segment.SetTag(ALGORITHM_NAME_TAG, ALGORITHM_NAME)
     segment.SetColor(*BLEEDING_COLOUR)
     segment.SetTag(LESION_ID_TAG, str(label))
     if hasattr(segment, "SetTerminology"):  # Slicer >= 5.10
@@ -123,10 +131,10 @@ def fill_segments(segmentation_node, volume_node, label_map: np.ndarray, labels:
         style_segment(segment, segment.GetLabelValue())
 
 
-def add_segment(segmentation_node, volume_node, label: int, mask: np.ndarray) -> str:
+def add_segment(segmentation_node, volume_node, label: int, mask: np.ndarray, algorithm_type: str = "AUTOMATIC") -> str:
     """Add one lesion's segment from a ``[k, j, i]`` mask on the volume's grid; returns its segment ID."""
     segment_id = segmentation_node.GetSegmentation().AddEmptySegment("", lesion_name(label), BLEEDING_COLOUR)
-    style_segment(segmentation_node.GetSegmentation().GetSegment(segment_id), label)
+    style_segment(segmentation_node.GetSegmentation().GetSegment(segment_id), label, algorithm_type)
     slicer.util.updateSegmentBinaryLabelmapFromArray(
         mask.astype(np.uint8, copy=False), segmentation_node, segment_id, volume_node
     )

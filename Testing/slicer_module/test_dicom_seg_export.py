@@ -53,3 +53,24 @@ def test_segments_are_not_empty_and_lie_on_the_input_volume(detected):
     for index in range(segmentation.GetNumberOfSegments()):
         segment_id = segmentation.GetNthSegmentID(index)
         assert slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, volume).sum() > 0
+
+
+def test_detections_are_automatic_and_clicked_lesions_semiautomatic(slicer_harness, detected):  # noqa: F811
+    """Slicer's DICOM SEG export writes MANUAL for a segment without these tags."""
+    import vtk
+
+    from CMBDetectionLogic.result_nodes import ALGORITHM_NAME_TAG, ALGORITHM_TYPE_TAG, add_segment
+
+    volume, node = detected
+    segmentation = node.GetSegmentation()
+
+    def tags(segment_id: str) -> tuple[str, str]:
+        kind, name = vtk.mutable(""), vtk.mutable("")
+        segment = segmentation.GetSegment(segment_id)
+        assert segment.GetTag(ALGORITHM_TYPE_TAG, kind) and segment.GetTag(ALGORITHM_NAME_TAG, name)
+        return str(kind), str(name)
+
+    assert {tags(segment_id) for segment_id in segmentation.GetSegmentIDs()} == {("AUTOMATIC", "CMBDetection")}
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, segmentation.GetNthSegmentID(0), volume)
+    added = add_segment(node, volume, 99, mask, "SEMIAUTOMATIC")
+    assert tags(added) == ("SEMIAUTOMATIC", "CMBDetection")

@@ -25,6 +25,7 @@ from CMBDetectionLib.errors import DetectionCancelled
 from CMBDetectionLib.model_store import CARD_NAME, load_card
 from CMBDetectionLib.model_store import model_dir as resolve_model_dir
 from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
+from CMBDetectionLib.probability.two_stage.classifier import to_network_input
 from CMBDetectionLib.probability.two_stage.kmeans_candidates import (
     MAX_DIAMETER_MM,
     MAX_ELONGATION,
@@ -33,7 +34,6 @@ from CMBDetectionLib.probability.two_stage.kmeans_candidates import (
     Candidate,
     find_kmeans_candidates,
 )
-from CMBDetectionLib.probability.two_stage.classifier import to_network_input
 from CMBDetectionLib.probability.two_stage.patches import FIELD_OF_VIEW_MM, extract_patches
 from CMBDetectionLib.probability.two_stage.runtime import ClassifierRunner, check_choice, open_classifier
 from CMBDetectionLib.probability.unet.slicing import from_axial, normalise_intensity, orientation_of, to_axial

@@ -63,9 +63,11 @@ class StageSurvivors:
 
 
 def stage_survivors(
-    array: np.ndarray, truth: np.ndarray, spacing_kji: tuple[float, float, float], settings: StageSettings = StageSettings()
+    array: np.ndarray, truth: np.ndarray, spacing_kji: tuple[float, float, float], settings: StageSettings | None = None
 ) -> StageSurvivors:
-    """Run stage one on an axial ``[k, j, i]`` ``array`` and follow each CMB of the mask ``truth`` through it."""
+    """Run stage one on an axial ``[k, j, i]`` ``array`` and follow each CMB of the mask ``truth`` through it
+    (``settings``: the candidate settings, default :class:`.method.StageSettings`)."""
+    settings = settings or StageSettings()
     spacing = np.asarray(spacing_kji, dtype=float)
     brain = brain_mask_array(array, tuple(spacing))
     dark, core = dark_and_core(array, brain, tuple(spacing), n_clusters=settings.n_clusters)

@@ -8,7 +8,6 @@ import SimpleITK as sitk
 from repo_paths import REPO_ROOT
 
 from CMBDetectionLib.probability.two_stage.patches import augment, balanced_batch, extract_patches
-from CMBDetectionLib.training.two_stage import patch_metrics
 
 MODELS = REPO_ROOT / "models" / "resnet50"
 RESNET50_PARAMS = 23_587_712 + 2049  # keras ResNet50 without top (any input size) + a 2048->1 sigmoid unit
@@ -52,13 +51,14 @@ def test_augmentation_keeps_shape_and_dark_centre_and_batches_are_balanced():
         balanced_batch(np.repeat(patch[None], 3, axis=0), np.zeros(3), 4, rng)
 
 
-def test_patch_metrics_follow_the_paper_definitions():
-    labels = np.array([1, 1, 1, 0, 0, 0, 0, 0])
-    scores = np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.1, 0.3, 0.0])
-    m = patch_metrics(labels, scores)
-    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 4)
-    assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(0.8)
-    assert m["accuracy"] == pytest.approx(6 / 8) and m["fpr"] == pytest.approx(0.2)
+def test_network_input_is_keras_resnet50_preprocessing():
+    from keras.applications.resnet50 import preprocess_input
+
+    from CMBDetectionLib.probability.two_stage.classifier import to_network_input
+
+    patches = np.random.default_rng(0).uniform(-0.2, 1.7, (2, 8, 8, 3)).astype(np.float32)
+    expected = preprocess_input(np.clip(patches, 0.0, 1.5) * 255.0)
+    assert np.allclose(to_network_input(patches), expected, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,8 @@ def test_two_stage_cancel_and_bad_arguments(small_phantom, tiny_model_dir):
     image = sitk.Cast(small_phantom.image, sitk.sitkFloat32)
     with pytest.raises(DetectionCancelled):
         predict_probability(image, model_dir=tiny_model_dir, cancel=lambda: True)
-    with pytest.raises(ValueError, match="backend 'onnxruntime' is not available"):
-        predict_probability(image, model_dir=tiny_model_dir, backend="onnxruntime")
+    with pytest.raises(ValueError, match="backend 'jax' is not available"):
+        predict_probability(image, model_dir=tiny_model_dir, backend="jax")
     with pytest.raises(ValueError, match="device 'tpu' unknown"):
         predict_probability(image, model_dir=tiny_model_dir, device="tpu")
     with pytest.raises(ModelError, match="no trained model here"):

@@ -35,11 +35,12 @@ def test_paper_input_repeats_the_candidate_slice():
 
 
 def test_in_plane_sampling_is_in_millimetres_and_centred():
-    patch = extract_patches(_coded_volume(), np.array([[4.0, 40.0, 30.0]]), SPACING, patch_size=16,
-                            field_of_view_mm=16.0)[0, ..., 1] - 4000.0
-    rows, cols = np.round(patch % 1000.0, 0)[:, 0], np.round((patch % 1.0) * 1000.0, 1)[0]
-    assert np.allclose(np.diff(rows), 2.0) and np.allclose(np.diff(cols), 1.0)  # 1 mm pixels: 2 rows of 0.5 mm
-    assert rows.mean() == pytest.approx(40.0, abs=0.01) and cols.mean() == pytest.approx(30.0, abs=0.01)
+    k, j, i = np.meshgrid(np.arange(9), np.arange(80), np.arange(60), indexing="ij")
+    centre = np.array([[4.0, 40.0, 30.0]])
+    rows, cols = (extract_patches(axis.astype(np.float32), centre, SPACING, patch_size=16, field_of_view_mm=16.0)[0, ..., 1]
+                  for axis in (j, i))
+    assert np.allclose(np.diff(rows[:, 0]), 2.0) and np.allclose(np.diff(cols[0]), 1.0)  # 1 mm pixels
+    assert rows.mean() == pytest.approx(40.0) and cols.mean() == pytest.approx(30.0)
 
 
 def test_unknown_patch_input_is_a_clear_error():
