@@ -63,7 +63,26 @@ class RunUpdate:
     returncode: int | None
 
 
-class BackgroundDetection:
+class TargetedRun:
+    """What every run (local or on a server) keeps: the volume node and scene its results belong to (read only on
+    the main thread), and the temporary folder its files arrive in."""
+
+    def __init__(self, target: Any, folder_prefix: str) -> None:
+        self.target = target
+        self._scene = target.GetScene() if target is not None else None
+        self._folder = Path(tempfile.mkdtemp(prefix=folder_prefix))
+
+    @property
+    def folder(self) -> Path:
+        return self._folder
+
+    def target_present(self) -> bool:
+        """True while the volume the run started on is still in the scene it was in (not removed, scene not closed)."""
+        scene = self.target.GetScene() if self.target is not None else None
+        return scene is not None and scene is self._scene and bool(scene.IsNodePresent(self.target))
+
+
+class BackgroundDetection(TargetedRun):
     """One background run of the engine on one image."""
 
     def __init__(
@@ -75,29 +94,17 @@ class BackgroundDetection:
         python: str | None = None,
         target: Any = None,
     ) -> None:
+        super().__init__(target, "CMBDetection-")
         self.image = image
         self.settings = settings
-        # The volume node (and its scene) the results belong to; only read on the main thread.
-        self.target = target
-        self._scene = target.GetScene() if target is not None else None
         self._device: str | None = None
         self._command = command
         self._python = python or python_executable()
-        self._folder = Path(tempfile.mkdtemp(prefix="CMBDetection-"))
         self._process: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._lines: deque[str] = deque(maxlen=40)
         self._fraction: float | None = None
         self.cancelled = False
-
-    @property
-    def folder(self) -> Path:
-        return self._folder
-
-    def target_present(self) -> bool:
-        """True while the volume the run started on is still in the scene it was in (not removed, scene not closed)."""
-        scene = self.target.GetScene() if self.target is not None else None
-        return scene is not None and scene is self._scene and bool(scene.IsNodePresent(self.target))
 
     def reported_device(self) -> dict[str, str]:
         """``{"device_used": ...}`` when the engine said what it ran on, else empty."""

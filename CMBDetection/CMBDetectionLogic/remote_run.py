@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -34,7 +33,7 @@ import SimpleITK as sitk
 from CMBDetectionLib.outputs.files import read_outputs
 from CMBDetectionLib.results import Lesion
 
-from .background_run import INPUT_STEM, RunUpdate
+from .background_run import INPUT_STEM, RunUpdate, TargetedRun
 from .parameters import DetectionSettings
 
 #: seconds between two status requests
@@ -148,19 +147,17 @@ def job_fields(settings: DetectionSettings) -> dict[str, str]:
             "redraw_outlines": str(settings.redraw_outlines).lower()}
 
 
-class RemoteDetection:
+class RemoteDetection(TargetedRun):
     """One run of the engine on a detection server, for one image."""
 
     def __init__(self, image: sitk.Image, settings: DetectionSettings, server: ServerSettings, *,
                  target: Any = None, poll_s: float = POLL_S) -> None:
+        super().__init__(target, "CMBDetection-remote-")
         self.image = image
         self.settings = settings
         self.server = server
-        self.target = target
-        self._scene = target.GetScene() if target is not None else None
         self._client = _Client(server)
         self._poll_s = poll_s
-        self._folder = Path(tempfile.mkdtemp(prefix="CMBDetection-remote-"))
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._fraction: float | None = None
@@ -169,15 +166,6 @@ class RemoteDetection:
         self._device = ""
         self.job_id: str | None = None
         self.cancelled = False
-
-    @property
-    def folder(self) -> Path:
-        return self._folder
-
-    def target_present(self) -> bool:
-        """True while the volume the run started on is still in the scene it was in."""
-        scene = self.target.GetScene() if self.target is not None else None
-        return scene is not None and scene is self._scene and bool(scene.IsNodePresent(self.target))
 
     def reported_device(self) -> dict[str, str]:
         """Provenance of the run for the result nodes: the server and the device it ran on."""

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, make_parser, run_cli
+from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, make_parser, positive_int, run_cli
 from CMBDetectionLib.errors import CLIError
 from CMBDetectionLib.probability.backends.protocol import DEVICES
 from CMBDetectionLib.probability.registry import METHODS
@@ -41,18 +41,11 @@ examples:
   cmb-cohort subjects.csv -o results/ --scheduler tcp://head-node:8786 --threshold 0.1"""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("cmb-cohort", "Detect cerebral microbleeds over a cohort on Dask, resumably.", EPILOG)
     parser.add_argument("input", metavar="INPUT", help="BIDS dataset, folder of volumes/DICOM folders, or CSV")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created)")
-    parser.add_argument("--workers", type=_positive_int, metavar="N",
+    parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="local worker processes (default: half the physical cores, at least 1)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler, tcp://host:8786")
     parser.add_argument("--method", choices=tuple(METHODS), default="unet", help="detection method (default unet)")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from CMBDetectionLib.cli.common import EXIT_OK, CLIError, make_parser, progress_bar, run_cli
+from CMBDetectionLib.cli.common import EXIT_OK, CLIError, make_parser, positive_int, progress_bar, run_cli
 from CMBDetectionLib.phantoms.ood_sets import OOD_SETS, SEEDS_PER_SET, ood_set
 from CMBDetectionLib.phantoms.settings import DEFAULT, RANDOMISED, PhantomSettings
 
@@ -38,13 +38,6 @@ Seeds: tests < 1000, training 1000-8999, held-out evaluation 9000-19999, out-of-
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -62,13 +55,13 @@ def _non_negative_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("cmb-phantom", "Generate realistic synthetic SWI volumes with known microbleeds.", EPILOG)
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if missing)")
-    parser.add_argument("--n", type=_positive_int, default=1, help="number of subjects (default 1)")
+    parser.add_argument("--n", type=positive_int, default=1, help="number of subjects (default 1)")
     parser.add_argument("--seed", type=_non_negative_int, default=None,
                         help="seed of the first subject (default 0; with --ood-set, the set's first seed)")
-    parser.add_argument("--size", type=_positive_int, default=None, help="in-plane matrix (default 256)")
+    parser.add_argument("--size", type=positive_int, default=None, help="in-plane matrix (default 256)")
     parser.add_argument("--spacing", type=_positive_float, default=None, help="in-plane voxel size in mm (default 0.9)")
     parser.add_argument("--slice-thickness", type=_positive_float, default=None, help="slice spacing in mm (default 2)")
-    parser.add_argument("--slices", type=_positive_int, default=None, help="number of axial slices (default 70)")
+    parser.add_argument("--slices", type=positive_int, default=None, help="number of axial slices (default 70)")
     parser.add_argument("--mimics", action="store_true", help="also write vein and calcification masks")
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--randomise", action="store_true", help="domain-randomised training settings (see below)")

@@ -66,7 +66,7 @@ def to_network_input(patches: np.ndarray) -> np.ndarray:
 
     The same mapping is used with and without ImageNet weights, so either model sees identical inputs.
 
-    >>> to_network_input(np.ones((1, 1, 1, 3), np.float32)).round(3).tolist()
+    >>> to_network_input(np.ones((1, 1, 1, 3), np.float32)).astype(np.float64).round(3).tolist()
     [[[[151.061, 138.221, 131.32]]]]
     """
     scaled = np.clip(patches, 0.0, 1.5).astype(np.float32) * np.float32(255.0)
