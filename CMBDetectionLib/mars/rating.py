@@ -35,7 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.imageio.volumes import index_to_ras, lps_to_ras, ras_to_lps
-from CMBDetectionLib.mars.regions import MARS_CATEGORIES, MARS_REGIONS, REGION_NAMES, load_region_map
+from CMBDetectionLib.mars.regions import MARS_CATEGORIES, MARS_REGIONS, REGION_NAMES, SIDES, load_region_map
 from CMBDetectionLib.mars.registration import MniRegistration, register_to_mni
 from CMBDetectionLib.results import Lesion
 
@@ -44,7 +44,6 @@ __all__ = [
     "MarsRater", "count_table",
 ]
 
-SIDES = ("left", "right")
 CERTAINTIES = ("definite", "possible")
 OUTSIDE_REGION = "outside_brain"
 UNCLASSIFIED = "unclassified"

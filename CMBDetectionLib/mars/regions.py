@@ -65,6 +65,7 @@ MARS_REGIONS: dict[str, str] = {
     "cerebellum": "infratentorial",
 }
 MARS_CATEGORIES: tuple[str, ...] = ("lobar", "deep", "infratentorial")
+SIDES: tuple[str, ...] = ("left", "right")  # of the MNI midline
 REGION_NAMES: dict[int, str] = {code: name for code, name in enumerate(MARS_REGIONS, start=1)}
 REGION_CODES: dict[str, int] = {name: code for code, name in REGION_NAMES.items()}
 

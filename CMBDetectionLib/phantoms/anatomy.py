@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from CMBDetectionLib.imageio.volumes import index_to_ras, ras_to_index
 from CMBDetectionLib.mars.atlas import MniAtlas, load_mni_atlas
-from CMBDetectionLib.mars.regions import REGION_CODES, REGION_MAP_VERSION, load_region_map
+from CMBDetectionLib.mars.regions import REGION_CODES, REGION_MAP_VERSION, SIDES, load_region_map
 from CMBDetectionLib.settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ DEEP = ("basal_ganglia", "thalamus", "internal_capsule", "external_capsule", "co
 INFRATENTORIAL = ("brainstem", "cerebellum")
 REGIONS = LOBAR + DEEP + INFRATENTORIAL
 CATEGORY_OF = {**{r: "lobar" for r in LOBAR}, **{r: "deep" for r in DEEP}, **{r: "infratentorial" for r in INFRATENTORIAL}}
-SIDES = ("left", "right")
 EXCLUDED = 255
 LAYER_MM = 0.25  # head_layer resolution outside the intracranial space
 SCALP_MM = 14.0  # skull + scalp thickness

@@ -22,12 +22,12 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.special import erfc
 
+from CMBDetectionLib.mars.regions import SIDES
 from CMBDetectionLib.phantoms.anatomy import (
     CATEGORY_OF,
     DEEP,
     INFRATENTORIAL,
     LOBAR,
-    SIDES,
     PhantomAnatomy,
     region_code,
 )

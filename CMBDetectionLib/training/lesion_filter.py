@@ -24,7 +24,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metric_block
-from CMBDetectionLib.evaluation.subjects import evaluate_maps
 from CMBDetectionLib.lesions.features import FEATURE_NAMES
 from CMBDetectionLib.lesions.filter import (
     BOOSTING,
@@ -39,6 +38,7 @@ from CMBDetectionLib.pipeline import outlined_lesions
 from CMBDetectionLib.probability.backends.choice import make_backend
 from CMBDetectionLib.probability.unet.inference import predict_probability
 from CMBDetectionLib.training.data import TrainingPair, find_pairs, read_labelled, split_subjects
+from CMBDetectionLib.training.validation_scores import evaluate_maps
 
 #: operating thresholds on the lesion score scored on the validation subjects
 FILTER_THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -25,7 +25,6 @@ import keras
 
 from CMBDetectionLib import __version__
 from CMBDetectionLib.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metric_block
-from CMBDetectionLib.evaluation.subjects import evaluate_maps
 from CMBDetectionLib.lesions.filter import FILTER_FILE
 from CMBDetectionLib.model_store import (
     DEFAULT_THRESHOLD,
@@ -40,6 +39,7 @@ from CMBDetectionLib.probability.unet.network import DROPOUT_RATE, ENCODER_FILTE
 from CMBDetectionLib.training.data import CropBatches, TrainingPair, find_pairs, load_stack, split_subjects
 from CMBDetectionLib.training.onnx_export import add_onnx_to_model_dir
 from CMBDetectionLib.training.randomisation import RANGES
+from CMBDetectionLib.training.validation_scores import evaluate_maps
 
 log = logging.getLogger(__name__)
 

@@ -143,8 +143,8 @@ def test_threshold_choice_scores_the_lesions_detect_reports(tmp_path):
     """The filter's operating threshold is chosen on what detect() outputs: evaluate_maps applies the lesion stage."""
     from synthetic_cmb import write_dataset
 
-    from CMBDetectionLib.evaluation.subjects import evaluate_maps
     from CMBDetectionLib.training.data import find_pairs
+    from CMBDetectionLib.training.validation_scores import evaluate_maps
 
     pairs = find_pairs(write_dataset(tmp_path / "data", 1, shape_kji=(8, 48, 48)))
     truth_map = lambda image: (sitk.GetArrayFromImage(image) < 200).astype(np.float32)  # noqa: E731  CMBs and air

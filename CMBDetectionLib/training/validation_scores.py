@@ -1,7 +1,7 @@
 """Score a model on labelled subjects at several thresholds: one map per subject, one metrics row per threshold.
 
 Both trainers choose their operating threshold this way: the UNet on its voxel probabilities
-(:mod:`unet_training`), the 3D false-positive filter on its lesion scores (:mod:`lesion_filter_training`).
+(:mod:`training.unet`), the 3D false-positive filter on its lesion scores (:mod:`training.lesion_filter`).
 
 >>> rows = evaluate_maps(pairs, lambda image: predict_probability(image), (0.5, 0.9))   # doctest: +SKIP
 >>> rows[0.9][0]["lesion_sensitivity"]                                                # doctest: +SKIP
