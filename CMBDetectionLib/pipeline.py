@@ -16,14 +16,13 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from CMBDetectionLib.errors import DetectionCancelled, ModelError, RegistrationError
+from CMBDetectionLib.errors import DetectionCancelled, ModelError
 from CMBDetectionLib.lesions.extraction import extract_lesions, lesion_labels, lesions_from_labels, remove_lesions
 from CMBDetectionLib.lesions.filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
 from CMBDetectionLib.lesions.outline import outline_lesions, vein_like
@@ -98,14 +97,14 @@ def start_registration(image: sitk.Image) -> Future:
 
 
 def rate_mars(image: sitk.Image, lesions: list[Lesion], label_map: np.ndarray,
-              registration: Future | None = None) -> list[dict[str, Any]]:
+              registration: Any) -> list[dict[str, Any]]:
     """Fill each lesion's MARS fields (region, side, category, certainty) and return the count table.
 
-    ``registration`` is :func:`start_registration`'s future for ``image``; without it ``image`` is registered now.
+    ``registration`` is the ``MniRegistration`` of ``image`` (:func:`start_registration`'s result).
     """
     from CMBDetectionLib.mars.rating import MarsRater, count_table
 
-    rater = MarsRater.from_image(image) if registration is None else MarsRater(registration.result(), image)
+    rater = MarsRater(registration, image)
     rater.annotate(lesions, label_map)
     return count_table(lesions)
 
@@ -169,18 +168,18 @@ def detect(
     with _stage(timings, "lesions"):
         label_map, lesions = outlined_lesions(image, probability, threshold) if redraw_outlines \
             else extract_lesions(probability, image, threshold)
-    mars_counts, mars_error = None, None
+    mars_counts, mars_error, registered = None, None, None
     if registration is not None:
-        with _stage(timings, "registration_wait"):
-            wait_for([registration])
-        if registration.exception() is None:
-            timings["registration"] = registration.result().seconds
+        # A partial-brain volume (RegistrationError, a RuntimeError), or atlas files missing or unreadable
+        # (RuntimeError from SimpleITK, OSError, ImportError): the detections stand, without MARS, and mars_error
+        # says why.
         try:
+            with _stage(timings, "registration_wait"):
+                registered = registration.result()
+            timings["registration"] = registered.seconds
             with _stage(timings, "region_lookup"):
-                mars_counts = rate_mars(image, lesions, label_map, registration)
-        # A partial-brain volume, or atlas files missing or unreadable (RuntimeError from SimpleITK, OSError,
-        # ImportError): the detections stand, without MARS, and mars_error says why.
-        except (ValueError, RegistrationError, RuntimeError, OSError, ImportError) as exc:
+                mars_counts = rate_mars(image, lesions, label_map, registered)
+        except (ValueError, RuntimeError, OSError, ImportError) as exc:
             mars_error = str(exc)
             log.warning("MARS rating skipped: %s", exc)
     if progress is not None:
@@ -198,5 +197,5 @@ def detect(
     return DetectionResult(
         reference=image, probability=probability, label_map=label_map, lesions=lesions, provenance=provenance,
         mars_counts=mars_counts, mars_error=mars_error, timings=timings,
-        registration=registration.result() if registration is not None and registration.exception() is None else None,
+        registration=registered,
     )

@@ -19,6 +19,7 @@ import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -93,7 +94,7 @@ def generate_missing(sets: list[str], n: int, data: Path, jobs: int) -> None:
 
 
 def score_subject(paths: dict[str, Path], model_dir: str | None, threshold: float | None, mars: bool,
-                  method: str = "unet") -> dict:
+                  method: str = "unet", backend: Any = "auto") -> dict:
     """Detect in one subject and score it against its ground truth; the row keeps the figures and the run time."""
     from CMBDetectionLib.evaluation.metrics import subject_metrics
     from CMBDetectionLib.imageio.volumes import read_volume
@@ -101,7 +102,7 @@ def score_subject(paths: dict[str, Path], model_dir: str | None, threshold: floa
 
     image = read_volume(paths["swi"])
     started = time.perf_counter()
-    result = detect(image, method=method, model_dir=model_dir, threshold=threshold, mars=mars)
+    result = detect(image, method=method, model_dir=model_dir, threshold=threshold, mars=mars, backend=backend)
     seconds = time.perf_counter() - started
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(paths["cmb"]))) > 0
     row = subject_metrics(truth, result.label_map > 0, image.GetSpacing()[::-1])
@@ -157,15 +158,26 @@ def _without_nan(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+def shared_backend(method: str, model_dir: str | None) -> Any:
+    """The UNet's backend, made once for every subject (an ONNX Runtime session per subject would cost each its
+    start-up); the two-stage method chooses its own."""
+    if method != "unet":
+        return "auto"
+    from CMBDetectionLib.probability.backends.choice import make_backend
+
+    return make_backend("auto", model_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     generate_missing(args.sets, args.n, args.data, args.jobs)
     rows: dict[str, list[dict]] = {}
+    backend = shared_backend(args.method, args.model_dir)
     for name in args.sets:
         rows[name] = []
         for seed in ood_seeds(OOD_SETS[name], args.n):
             row = score_subject(subject_paths(args.data, name, seed), args.model_dir, args.threshold, args.mars,
-                                args.method)
+                                args.method, backend)
             rows[name].append({"seed": seed, **row})
             print(f"  {name} {seed}: {row['tp']}/{row['n_gt']} found, {row['fp']} FP, {row['seconds']} s", flush=True)
     summaries = {name: summarise(r) for name, r in rows.items()}

@@ -19,6 +19,7 @@ Only one ONNX Runtime distribution may be installed at a time (they all provide 
 
 from __future__ import annotations
 
+import functools
 import platform
 import shutil
 import subprocess
@@ -48,6 +49,7 @@ def has_nvidia_gpu() -> bool:
     return listed.returncode == 0 and "GPU" in listed.stdout
 
 
+@functools.lru_cache(maxsize=1)  # nvidia-smi takes up to 10 s and the hardware does not change during a session
 def detect_workstation() -> Workstation:
     return Workstation(platform.system(), platform.machine(), has_nvidia_gpu())
 

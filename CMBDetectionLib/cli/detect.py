@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, CLIError, error_line, make_parser, percent_bar, run_cli
-from CMBDetectionLib.errors import CMBDetectionError, OutputError
+from CMBDetectionLib.errors import CMBDetectionError
 from CMBDetectionLib.imageio.dicom_series import is_dicom_input, read_series_datasets
 from CMBDetectionLib.imageio.volumes import read_volume
 from CMBDetectionLib.outputs.folder import output_folder
@@ -121,10 +121,7 @@ def _shared_backend(args: argparse.Namespace):
 def body(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     stems = distinct_stems(inputs)  # a clash is refused here, before any work
-    try:
-        output_folder(args.output)
-    except OutputError as exc:
-        raise CLIError(str(exc)) from None
+    output_folder(args.output)
     backend = _shared_backend(args)
     if not isinstance(backend, str) and not args.quiet:  # the Slicer module shows this device (background_run.py)
         print(f"cmb-detect: UNet inference on {backend.device} ({backend.name})", file=sys.stderr)

@@ -77,14 +77,11 @@ def _report(outcome: Outcome) -> None:
 def body(args: argparse.Namespace) -> int:
     if args.poll_seconds is not None and args.poll_seconds <= 0:
         raise CLIError(f"--poll-seconds {args.poll_seconds}: must be more than 0.")
-    try:
-        worker = PacsWorker(OrthancClient(args.orthanc, args.username, args.password), series_rule(args.match),
-                            detect_default)
-        if args.once:
-            outcomes = worker.run_once(_report)
-            return EXIT_FAILED if any(outcome.error for outcome in outcomes) else EXIT_OK
-    except PacsError as exc:
-        raise CLIError(str(exc)) from None
+    worker = PacsWorker(OrthancClient(args.orthanc, args.username, args.password), series_rule(args.match),
+                        detect_default)
+    if args.once:
+        outcomes = worker.run_once(_report)
+        return EXIT_FAILED if any(outcome.error for outcome in outcomes) else EXIT_OK
     while True:
         try:
             worker.run_once(_report)

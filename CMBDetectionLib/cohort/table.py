@@ -28,7 +28,6 @@ from CMBDetectionLib.outputs.csv_files import read_csv, write_csv
 from CMBDetectionLib.results import Lesion
 
 TABLE_NAME = "cohort.csv"
-STATUSES = ("done", "skipped", "failed")
 CERTAINTY_COLUMNS = tuple(f"{category}_{certainty}" for category in MARS_CATEGORIES
                           for certainty in ("definite", "possible"))
 COLUMNS = ("subject", "session", "key", "status", "n_lesions", *CERTAINTY_COLUMNS, "seconds", "model_version",

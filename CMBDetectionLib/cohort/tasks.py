@@ -36,7 +36,6 @@ from CMBDetectionLib.cohort.records import fingerprint, new_record, remove_recor
 from CMBDetectionLib.cohort.table import lesion_counts
 from CMBDetectionLib.errors import ModelError
 from CMBDetectionLib.imageio.volumes import volume_stem
-from CMBDetectionLib.outputs.stems import safe_stem
 from CMBDetectionLib.probability.backends.onnxruntime_backend import physical_cores
 
 PLUGIN_NAME = "cmb-detector"
@@ -96,14 +95,9 @@ def detector(settings: CohortSettings, threads: int) -> Any:
         if settings.method != "unet":
             _DETECTORS[key] = "auto"
         else:
-            from CMBDetectionLib.errors import BackendUnavailable
             from CMBDetectionLib.probability.backends.choice import make_backend
-            from CMBDetectionLib.probability.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-            try:
-                _DETECTORS[key] = OnnxRuntimeBackend(settings.model_dir, settings.device, threads=threads)
-            except BackendUnavailable:
-                _DETECTORS[key] = make_backend("auto", settings.model_dir, settings.device)
+            _DETECTORS[key] = make_backend("auto", settings.model_dir, settings.device, threads=threads)
     return _DETECTORS[key]
 
 
@@ -184,7 +178,7 @@ def _detect_and_write(subject: Subject, folder: Path, settings: CohortSettings, 
                     backend=detector(settings, _threads()), model_dir=settings.model_dir, mars=settings.mars,
                     use_lesion_filter=settings.use_lesion_filter, redraw_outlines=settings.redraw_outlines)
     datasets = read_series_datasets(subject.path) if is_dicom_input(subject.path) else None
-    paths = write_outputs(result, folder, safe_stem(volume_stem(subject.path)), dicom_datasets=datasets)
+    paths = write_outputs(result, folder, volume_stem(subject.path), dicom_datasets=datasets)
     report, qc = report_detection(result, subject.key, str(subject.path), folder)
     row = subject_row(subject, "done", **lesion_counts(result.lesions, result.mars_counts is not None),
                       seconds=round(time.perf_counter() - started, 1), model_version=model["version"],

@@ -212,11 +212,6 @@ def write_image(image: sitk.Image, path: str | os.PathLike) -> Path:
     return p
 
 
-def write_mask(mask: np.ndarray, reference: sitk.Image, path: str | os.PathLike) -> Path:
-    """Write a 0/1 (or label) mask as uint8 on the reference grid."""
-    return write_image(array_to_image(np.ascontiguousarray(mask, dtype=np.uint8), reference), path)
-
-
 _LPS_RAS = np.array([-1.0, -1.0, 1.0])
 
 

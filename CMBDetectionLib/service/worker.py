@@ -22,7 +22,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from CMBDetectionLib.errors import BackendUnavailable, CMBDetectionError, DetectionCancelled
+from CMBDetectionLib.errors import CMBDetectionError, DetectionCancelled
 from CMBDetectionLib.service.jobs import Job, JobStore
 from CMBDetectionLib.service.layout import DataDir
 
@@ -43,15 +43,11 @@ def one_line_error(exc: BaseException, stored: str | os.PathLike, shown: str) ->
 
 
 def unet_backend(device: str, threads: int) -> Any:
-    """The UNet's backend on ``device``: ONNX Runtime with ``threads`` intra-op threads (so that ``--workers``
-    processes share the cores instead of each taking them all), else whatever ``make_backend`` finds."""
+    """The UNet's backend on ``device``, ONNX Runtime with ``threads`` intra-op threads when it can run (so that
+    ``--workers`` processes share the cores instead of each taking them all)."""
     from CMBDetectionLib.probability.backends.choice import make_backend
-    from CMBDetectionLib.probability.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    try:
-        return OnnxRuntimeBackend(device=device, threads=threads)
-    except BackendUnavailable:
-        return make_backend("auto", None, device)
+    return make_backend("auto", None, device, threads=threads)
 
 
 class WarmEngine:

@@ -16,7 +16,6 @@ from CMBDetectionLib.imageio.volumes import (
     ras_to_index,
     read_volume,
     volume_stem,
-    write_mask,
 )
 
 
@@ -48,17 +47,6 @@ def test_file_round_trip_keeps_geometry_and_values(tmp_path: Path, suffix: str) 
     assert _same_geometry(original, loaded)
     assert loaded.GetPixelID() == sitk.sitkFloat32
     np.testing.assert_array_equal(sitk.GetArrayFromImage(loaded), sitk.GetArrayFromImage(original))
-
-
-def test_mask_is_written_on_the_input_grid(tmp_path: Path) -> None:
-    reference = _oblique_volume()
-    mask = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint8)
-    mask[2, 5:8, 6:9] = 1
-    out = write_mask(mask, reference, tmp_path / "m.nii.gz")
-    loaded = sitk.ReadImage(str(out))
-    assert loaded.GetPixelID() == sitk.sitkUInt8
-    assert _same_geometry(reference, loaded)
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(loaded), mask)
 
 
 def _write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, description: str) -> None:

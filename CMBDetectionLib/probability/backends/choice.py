@@ -28,10 +28,18 @@ BACKEND_FACTORIES: dict[str, BackendFactory] = {
 AUTO_ORDER = ("onnxruntime", "tensorflow", "keras")
 
 
+def _options(kind: str, threads: int | None) -> dict[str, int]:
+    return {"threads": threads} if kind == "onnxruntime" and threads is not None else {}
+
+
 def make_backend(
-    kind: str = "auto", model_dir: str | os.PathLike | None = None, device: str = "auto"
+    kind: str = "auto", model_dir: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None
 ) -> InferenceBackend:
-    """Create the backend ``kind`` (``auto`` or a key of :data:`BACKEND_FACTORIES`) on ``device``."""
+    """Create the backend ``kind`` (``auto`` or a key of :data:`BACKEND_FACTORIES`) on ``device``.
+
+    ``threads`` sets ONNX Runtime's intra-op threads (so that worker processes share the cores instead of each
+    taking them all); TensorFlow reads its thread limits from the environment.
+    """
     if device not in DEVICES:
         raise ValueError(f"device {device!r} unknown; choose one of {', '.join(DEVICES)}.")
     if kind != "auto":
@@ -39,13 +47,13 @@ def make_backend(
             raise BackendUnavailable(
                 f"backend {kind!r} is not available; choose one of auto, {', '.join(BACKEND_FACTORIES)}."
             )
-        return BACKEND_FACTORIES[kind](model_dir=model_dir, device=device)
+        return BACKEND_FACTORIES[kind](model_dir=model_dir, device=device, **_options(kind, threads))
     reasons = []
     for name in AUTO_ORDER:
         if name not in BACKEND_FACTORIES:
             continue
         try:
-            return BACKEND_FACTORIES[name](model_dir=model_dir, device=device)
+            return BACKEND_FACTORIES[name](model_dir=model_dir, device=device, **_options(name, threads))
         except BackendUnavailable as exc:
             log.debug("backend %s unavailable: %s", name, exc)
             reasons.append(f"{name}: {exc}")

@@ -25,7 +25,7 @@ from CMBDetectionLib.errors import DetectionCancelled
 from CMBDetectionLib.model_store import CARD_NAME, load_card
 from CMBDetectionLib.model_store import model_dir as resolve_model_dir
 from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
-from CMBDetectionLib.probability.two_stage.classifier import to_network_input
+from CMBDetectionLib.probability.two_stage.classifier import MODEL_NAME, to_network_input
 from CMBDetectionLib.probability.two_stage.kmeans_candidates import (
     MAX_DIAMETER_MM,
     MAX_ELONGATION,
@@ -109,7 +109,7 @@ def load_model(
 ) -> tuple[ClassifierRunner, dict[str, Any]]:
     """(classifier runner, card) of the ResNet50 folder (:func:`.runtime.open_classifier`), cached while its card
     is unchanged."""
-    folder = resolve_model_dir("resnet50", model_dir).resolve()
+    folder = resolve_model_dir(MODEL_NAME, model_dir).resolve()
     card = folder / CARD_NAME
     return _cached_classifier(str(folder), card.stat().st_mtime if card.exists() else 0.0, backend, device)
 
@@ -149,7 +149,7 @@ def predict_probability(
         check_choice(backend, device)  # reject a bad name before the long work
         runner, card = load_model(model_dir, backend, device)
     else:
-        runner, card = backend, load_card(resolve_model_dir("resnet50", model_dir))
+        runner, card = backend, load_card(resolve_model_dir(MODEL_NAME, model_dir))
     orientation = orientation_of(image)
     axial = to_axial(sitk.Cast(image, sitk.sitkFloat32))
     if cancel is not None and cancel():
