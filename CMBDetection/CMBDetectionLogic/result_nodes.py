@@ -57,8 +57,6 @@ def create_result_nodes(volume_node) -> ResultNodes:
         scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} CMB lesions"),
         scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} MARS counts"),
     )
-    for node in nodes:
-        node.SetAttribute(ATTRIBUTE_PREFIX + "InputVolume", volume_node.GetID())
     for node in (segmentation, points):  # results move with the input when it sits under a transform
         node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     return nodes

@@ -60,7 +60,7 @@ def serving_device(requested: str) -> str:
     """``cpu`` or ``gpu``: what the workers will run on, from what ONNX Runtime offers here."""
     if requested == "cpu":
         return "cpu"
-    from CMBDetectionLib.probability.backends.onnxruntime_backend import GPU_PROVIDERS
+    from CMBDetectionLib.probability.backends.onnxruntime_backend import CPU_PROVIDER, choose_providers
 
     try:
         import onnxruntime
@@ -68,11 +68,7 @@ def serving_device(requested: str) -> str:
         available = onnxruntime.get_available_providers()
     except ImportError:
         available = []
-    has_gpu = any(provider in available for provider in GPU_PROVIDERS)
-    if requested == "gpu" and not has_gpu:
-        raise CLIError("--device gpu: ONNX Runtime has no GPU provider here (install onnxruntime-gpu); "
-                       "use --device auto or cpu.")
-    return "gpu" if has_gpu else "cpu"
+    return "cpu" if choose_providers(requested, available)[0] == CPU_PROVIDER else "gpu"
 
 
 def _check(args: argparse.Namespace) -> None:

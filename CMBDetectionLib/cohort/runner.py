@@ -35,7 +35,7 @@ from CMBDetectionLib.cohort.tasks import (
     subject_row,
 )
 from CMBDetectionLib.errors import CohortError
-from CMBDetectionLib.probability.backends.onnxruntime_backend import physical_cores
+from CMBDetectionLib.probability.backends.onnxruntime_backend import physical_cores, threads_per_worker
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _run_on_dask(todo: Sequence[Subject], out_dir: str, settings: CohortSettings
     from distributed import as_completed
     from tqdm import tqdm
 
-    threads = None if scheduler else max(1, physical_cores() // workers)
+    threads = None if scheduler else threads_per_worker(workers)
     rows = {}
     with dask_client(workers, scheduler) as client:
         if not quiet and client.dashboard_link:

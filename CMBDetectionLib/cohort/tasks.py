@@ -36,7 +36,7 @@ from CMBDetectionLib.cohort.records import fingerprint, new_record, remove_recor
 from CMBDetectionLib.cohort.table import lesion_counts
 from CMBDetectionLib.errors import ModelError
 from CMBDetectionLib.imageio.volumes import volume_stem
-from CMBDetectionLib.probability.backends.onnxruntime_backend import physical_cores
+from CMBDetectionLib.probability.backends.onnxruntime_backend import physical_cores, threads_per_worker
 
 PLUGIN_NAME = "cmb-detector"
 _DETECTORS: dict[tuple, Any] = {}  # this process's loaded backends, by (settings, threads)
@@ -117,7 +117,7 @@ class DetectorPlugin(WorkerPlugin):
         # A subject's warnings (MARS not rated...) go into its row and report; on the console they would bury
         # the progress bar of a 10,000-subject run.
         logging.getLogger("CMBDetectionLib").setLevel(logging.ERROR)
-        threads = self.threads or max(1, physical_cores() // max(1, worker.state.nthreads))
+        threads = self.threads or threads_per_worker(worker.state.nthreads)
         os.environ["CMB_COHORT_THREADS"] = str(threads)
         limit_threads(threads)
         detector(self.settings, threads)

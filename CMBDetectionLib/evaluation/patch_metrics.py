@@ -14,13 +14,9 @@ subject: a 1 % FPR at 150 candidates is still 1.5 false positives per subject.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-
-def _ratio(num: int, den: int) -> float:
-    return num / den if den else math.nan
+from CMBDetectionLib.evaluation.metrics import _ratio
 
 
 def patch_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

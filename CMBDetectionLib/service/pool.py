@@ -17,6 +17,7 @@ import uuid
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from CMBDetectionLib.probability.backends.onnxruntime_backend import threads_per_worker
 from CMBDetectionLib.service.jobs import JobStore
 from CMBDetectionLib.service.layout import DataDir
 from CMBDetectionLib.service.worker import serve_jobs
@@ -36,13 +37,6 @@ def worker_count(requested: int, device: str) -> int:
     (1, 4)
     """
     return 1 if device == "gpu" else max(1, requested)
-
-
-def threads_per_worker(count: int) -> int:
-    """Intra-op threads for each worker's UNet: the physical cores shared out, at least one."""
-    from CMBDetectionLib.probability.backends.onnxruntime_backend import physical_cores
-
-    return max(1, physical_cores() // count)
 
 
 class WorkerPool:

@@ -57,6 +57,15 @@ def _linux_physical_cores() -> int | None:
     return len(cores) or None
 
 
+def threads_per_worker(workers: int) -> int:
+    """Intra-op threads for each of ``workers`` processes: the physical cores shared out, at least one.
+
+    >>> threads_per_worker(10**6)
+    1
+    """
+    return max(1, physical_cores() // max(1, workers))
+
+
 def choose_providers(device: str, available: list[str]) -> list[str]:
     """Execution providers to ask for, best first, for ``device`` in ``auto|cpu|gpu``.
 
