@@ -58,3 +58,32 @@ class PacsError(CMBDetectionError, RuntimeError):
 
 class CohortError(CMBDetectionError, ValueError):
     """A cohort cannot be listed (``cmb-cohort``'s INPUT or OUT): the message names the path and what to do."""
+
+
+def one_line(exc: BaseException) -> str:
+    """What went wrong, in one line, as every front end reports it: an ``OSError`` as ``path: reason; what to do``,
+    a message of several lines (ITK's) joined, and an unexpected exception (a bug) with its type's name.
+
+    >>> one_line(PermissionError(13, "Permission denied", "/data/out"))
+    '/data/out: Permission denied; check the path and its permissions, or choose another one.'
+    >>> one_line(OSError(28, "No space left on device"))
+    'No space left on device; check the path and its permissions, or choose another one.'
+    >>> one_line(UnicodeDecodeError("utf-8", b"\\xff", 0, 1, "invalid start byte"))
+    "a file is not UTF-8 text ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte); give the file in
+    the expected format."
+    >>> one_line(RuntimeError("Exception thrown in SimpleITK ReadImage:\\n  itk::ERROR: cannot read x"))
+    'Exception thrown in SimpleITK ReadImage: itk::ERROR: cannot read x'
+    >>> one_line(KeyError("threshold"))
+    "KeyError: 'threshold'"
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, CMBDetectionError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}; check the path and its permissions, or choose another one."
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc}); give the file in the expected format."
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    # The engine's errors, bad values, the OS and ITK say what failed; anything else is a bug, named by its type.
+    expected = isinstance(exc, (CMBDetectionError, ValueError, OSError, RuntimeError))
+    return text if expected else f"{type(exc).__name__}: {text}"

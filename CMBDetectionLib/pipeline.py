@@ -26,7 +26,7 @@ from CMBDetectionLib.errors import DetectionCancelled, ModelError
 from CMBDetectionLib.lesions.extraction import extract_lesions, lesion_labels, lesions_from_labels, remove_lesions
 from CMBDetectionLib.lesions.filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
 from CMBDetectionLib.lesions.outline import outline_lesions, vein_like
-from CMBDetectionLib.model_store import DEFAULT_THRESHOLD, load_card, operating_threshold
+from CMBDetectionLib.model_store import CARD_NAME, DEFAULT_THRESHOLD, load_card, operating_threshold, sha256_of
 from CMBDetectionLib.model_store import model_dir as find_model_dir
 from CMBDetectionLib.probability.registry import method_entry
 from CMBDetectionLib.results import DetectionResult, Lesion
@@ -45,12 +45,19 @@ def _scaled(progress: Callable[[float], None] | None, start: float, share: float
 
 
 def model_provenance(method: str, model_dir: str | os.PathLike | None) -> dict[str, str]:
-    """Name and version of the model a run used, from its card (empty when the card cannot be read)."""
+    """Name, version and card checksum (the card lists every model file's sha256) of the model a run uses, from
+    its card (empty when the card cannot be read).
+
+    >>> model_provenance("unet", None)["model_version"]
+    '0.6.0'
+    """
+    folder = find_model_dir(method_entry(method).model_folder, model_dir)
     try:
-        card = load_card(find_model_dir(method_entry(method).model_folder, model_dir))
+        card = load_card(folder)
     except ModelError:
-        return {"model_name": "", "model_version": ""}
-    return {"model_name": str(card.get("name", "")), "model_version": str(card.get("version", ""))}
+        return {"model_name": "", "model_version": "", "model_card_sha256": ""}
+    return {"model_name": str(card.get("name", "")), "model_version": str(card.get("version", "")),
+            "model_card_sha256": sha256_of(folder / CARD_NAME)}
 
 
 def lesion_filter_for(method: str, model_dir: str | os.PathLike | None, enabled: bool = True) -> LesionFilter | None:

@@ -10,6 +10,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class RunState(Enum):
@@ -54,13 +55,39 @@ def _tensorflow_installed() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def method_note(method: str, tensorflow_installed: Callable[[], bool] = _tensorflow_installed) -> str:
+def _two_stage_card() -> dict[str, Any]:
+    """The card of the shipped (or ``$CMBDETECTION_MODELS_DIR``) two-stage model; ModelError when unreadable."""
+    from CMBDetectionLib.model_store import load_card, model_dir
+    from CMBDetectionLib.probability.two_stage.classifier import MODEL_NAME
+
+    return load_card(model_dir(MODEL_NAME))
+
+
+def method_note(
+    method: str,
+    card: Callable[[], dict[str, Any]] = _two_stage_card,
+    tensorflow_installed: Callable[[], bool] = _tensorflow_installed,
+) -> str:
     """What the panel says about a method before a run; empty when there is nothing to say.
 
-    >>> method_note("two-stage", lambda: False)[:40]
-    'The two-stage method needs TensorFlow, w'
+    The two-stage classifier runs as ``two_stage.runtime.open_classifier`` picks it: the model's ONNX export on
+    ONNX Runtime (which the first-use install brings), else its Keras weights on TensorFlow (never installed here).
+
+    >>> method_note("two-stage", lambda: {"onnx": "resnet50.onnx"}, lambda: False)
+    ''
+    >>> method_note("two-stage", lambda: {"weights": "weights.npz"}, lambda: False)[:45]
+    'The two-stage model has no ONNX export, and i'
     """
-    if method == "two-stage" and not tensorflow_installed():
-        return ("The two-stage method needs TensorFlow, which this module does not install (the UNet runs on ONNX "
-                "Runtime). Choose the UNet, or install it: slicer.util.pip_install(['tensorflow']).")
-    return ""
+    from CMBDetectionLib.errors import ModelError
+
+    if method != "two-stage":
+        return ""
+    try:
+        found = card()
+    except ModelError as exc:
+        return f"The two-stage method cannot run: {exc}"
+    if found.get("onnx") or (found.get("weights") and tensorflow_installed()):
+        return ""
+    return ("The two-stage model has no ONNX export, and its Keras weights need TensorFlow, which this module does "
+            "not install. Choose the UNet, export the model (python -m CMBDetectionLib.training.two_stage_onnx "
+            "FOLDER), or install TensorFlow: slicer.util.pip_install(['tensorflow']).")

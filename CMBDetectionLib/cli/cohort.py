@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, make_parser, positive_int, run_cli
+from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, check_threshold, make_parser, positive_int, run_cli
 from CMBDetectionLib.errors import CLIError
 from CMBDetectionLib.probability.backends.protocol import DEVICES
 from CMBDetectionLib.probability.registry import METHODS
@@ -63,8 +63,7 @@ def body(args: argparse.Namespace) -> int:
     from CMBDetectionLib.cohort.tasks import CohortSettings
     from CMBDetectionLib.outputs.folder import output_folder
 
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        raise CLIError(f"--threshold {args.threshold}: must lie strictly between 0 and 1.")
+    check_threshold(args.threshold)
     if args.workers and args.scheduler:
         raise CLIError("--workers sizes the local cluster; with --scheduler the running cluster's workers are used: "
                        "give one of the two.")

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from CMBDetectionLib.errors import CLIError, CMBDetectionError  # noqa: F401  (CLIError: the commands import it from here)
+from CMBDetectionLib.errors import CLIError, CMBDetectionError, one_line  # noqa: F401  (CLIError: the commands import it from here)
 
 # TensorFlow's start-up banner (CPU features, absl) is noise on a command line; set before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -85,30 +85,23 @@ def run_cli(
     try:
         return body(args)
     except (CMBDetectionError, ValueError, OSError) as exc:  # UnicodeError is a ValueError
-        print(f"{parser.prog}: error: {error_line(exc)}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def error_line(exc: BaseException) -> str:
-    """What went wrong, for one ``error:`` line: an ``OSError`` as ``path: reason (what to do)``.
+def check_threshold(threshold: float | None) -> None:
+    """CLIError (exit 1) unless ``--threshold`` is absent or strictly between 0 and 1.
 
-    >>> error_line(PermissionError(13, "Permission denied", "/data/out"))
-    '/data/out: Permission denied; check the path and its permissions, or choose another one.'
-    >>> error_line(OSError(28, "No space left on device"))
-    'No space left on device; check the path and its permissions, or choose another one.'
-    >>> error_line(UnicodeDecodeError("utf-8", b"\\xff", 0, 1, "invalid start byte"))
-    "a file is not UTF-8 text ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte); give the file in
-    the expected format."
+    >>> check_threshold(1.5)
+    Traceback (most recent call last):
+    ...
+    CMBDetectionLib.errors.CLIError: --threshold 1.5: must lie strictly between 0 and 1.
     """
-    if isinstance(exc, OSError) and not isinstance(exc, CMBDetectionError) and exc.strerror:
-        where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror}; check the path and its permissions, or choose another one."
-    if isinstance(exc, UnicodeDecodeError):
-        return f"a file is not UTF-8 text ({exc}); give the file in the expected format."
-    return str(exc)
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise CLIError(f"--threshold {threshold}: must lie strictly between 0 and 1.")
 
 
 def positive_int(text: str) -> int:

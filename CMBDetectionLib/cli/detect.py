@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, CLIError, error_line, make_parser, percent_bar, run_cli
-from CMBDetectionLib.errors import CMBDetectionError
-from CMBDetectionLib.imageio.dicom_series import is_dicom_input, read_series_datasets
-from CMBDetectionLib.imageio.volumes import read_volume
+from CMBDetectionLib.cli.common import EXIT_FAILED, EXIT_OK, check_threshold, make_parser, percent_bar, run_cli
+from CMBDetectionLib.errors import CLIError, CMBDetectionError, one_line
+from CMBDetectionLib.imageio.volumes import read_volume_and_headers
 from CMBDetectionLib.outputs.folder import output_folder
 from CMBDetectionLib.outputs.stems import distinct_stems
 from CMBDetectionLib.probability.backends.choice import BACKEND_FACTORIES
@@ -88,8 +87,7 @@ def _inputs(args: argparse.Namespace) -> list[str]:
         inputs.append(str(demo_volume()))
     if not inputs:
         raise CLIError("no INPUT given; name one or more SWI volumes or DICOM folders, or use --demo.")
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        raise CLIError(f"--threshold {args.threshold}: must lie strictly between 0 and 1.")
+    check_threshold(args.threshold)
     return inputs
 
 
@@ -98,12 +96,11 @@ def _detect_one(path: str, stem: str, args: argparse.Namespace, backend) -> str:
     from CMBDetectionLib.outputs.files import write_outputs
     from CMBDetectionLib.pipeline import detect
 
-    image = read_volume(path, args.series, allow_slice_gaps=args.allow_slice_gaps)
+    image, datasets = read_volume_and_headers(path, args.series, allow_slice_gaps=args.allow_slice_gaps)
     with percent_bar(stem, args.quiet) as progress:
         result = detect(image, method=args.method, threshold=args.threshold, device=args.device, backend=backend,
                         model_dir=args.model_dir, mars=not args.no_mars, use_lesion_filter=not args.no_lesion_filter,
                         redraw_outlines=not args.detector_outlines, progress=progress)
-    datasets = read_series_datasets(path, args.series) if is_dicom_input(path) else None  # for the SEG and SR
     paths = write_outputs(result, args.output, stem, save_probability=args.save_probability, dicom_datasets=datasets)
     log.debug("%s: stage seconds %s", stem, ", ".join(f"{name} {s:.2f}" for name, s in result.timings.items()))
     return f"{stem}: {len(result.lesions)} CMB(s), {result.provenance['seconds']:.1f} s -> {paths['mask']}"
@@ -131,7 +128,7 @@ def body(args: argparse.Namespace) -> int:
             print(_detect_one(path, stem, args, backend))
         except (CMBDetectionError, ValueError, OSError, RuntimeError) as exc:  # one bad input never stops the others
             failures += 1
-            message = error_line(exc)
+            message = one_line(exc)
             message = message if str(path) in message else f"{path}: {message}"
             print(f"cmb-detect: error: {message}", file=sys.stderr)
     if failures:

@@ -29,12 +29,10 @@ from CMBDetectionLib.cohort.table import write_table
 from CMBDetectionLib.cohort.tasks import (
     CohortSettings,
     DetectorPlugin,
-    model_identity,
-    one_line,
     process_subject,
     subject_row,
 )
-from CMBDetectionLib.errors import CohortError
+from CMBDetectionLib.errors import CohortError, one_line
 from CMBDetectionLib.probability.backends.onnxruntime_backend import physical_cores, threads_per_worker
 
 log = logging.getLogger(__name__)
@@ -91,9 +89,10 @@ def run_cohort(subjects: Sequence[Subject], out_dir: str | os.PathLike, settings
                workers: int | None = None, scheduler: str | None = None, quiet: bool = False) -> list[dict[str, Any]]:
     """Detect every subject that is not finished, write ``cohort.csv`` and ``cohort_report.html`` into ``out_dir``
     and return the rows in subject order."""
+    from CMBDetectionLib.pipeline import model_provenance
     from CMBDetectionLib.reports.cohort_report import write_cohort_report
 
-    model = model_identity(settings)
+    model = model_provenance(settings.method, settings.model_dir)
     rows, todo = plan(subjects, out_dir, settings, model)
     if rows:
         print(f"cmb-cohort: {len(rows)} of {len(subjects)} subject(s) finished earlier with this input, settings "
@@ -128,7 +127,7 @@ def _run_on_dask(todo: Sequence[Subject], out_dir: str, settings: CohortSettings
                     row = future.result()
                 # The worker holding this subject died (killed, out of memory): only this subject fails.
                 except Exception as exc:
-                    row = subject_row(subject, "failed", model_version=model["version"], error=one_line(exc))
+                    row = subject_row(subject, "failed", model_version=model["model_version"], error=one_line(exc))
                 rows[subject.key] = row
                 bar.update(1)
                 if row["status"] == "failed":

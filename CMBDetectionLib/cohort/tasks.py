@@ -34,7 +34,7 @@ from distributed import WorkerPlugin
 from CMBDetectionLib.cohort.inputs import Subject
 from CMBDetectionLib.cohort.records import fingerprint, new_record, remove_record, write_record
 from CMBDetectionLib.cohort.table import lesion_counts
-from CMBDetectionLib.errors import ModelError
+from CMBDetectionLib.errors import one_line
 from CMBDetectionLib.imageio.volumes import volume_stem
 from CMBDetectionLib.probability.backends.onnxruntime_backend import physical_cores, threads_per_worker
 
@@ -57,24 +57,6 @@ class CohortSettings:
     def recorded(self) -> dict[str, Any]:
         """The settings that change results, as kept in completion records (the device does not)."""
         return {name: value for name, value in dataclasses.asdict(self).items() if name != "device"}
-
-
-def model_identity(settings: CohortSettings) -> dict[str, str]:
-    """Name, version and card checksum of the model ``settings`` use (the card lists every model file's sha256).
-
-    >>> model_identity(CohortSettings())["version"]
-    '0.6.0'
-    """
-    from CMBDetectionLib.model_store import CARD_NAME, load_card, model_dir, sha256_of
-    from CMBDetectionLib.probability.registry import method_entry
-
-    folder = model_dir(method_entry(settings.method).model_folder, settings.model_dir)
-    try:
-        card = load_card(folder)
-    except ModelError:
-        return {"name": "", "version": "", "card_sha256": ""}
-    return {"name": str(card.get("name", "")), "version": str(card.get("version", "")),
-            "card_sha256": sha256_of(folder / CARD_NAME)}
 
 
 def limit_threads(threads: int) -> None:
@@ -128,16 +110,6 @@ def _threads() -> int:
     return int(os.environ.get("CMB_COHORT_THREADS", "0")) or physical_cores()
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line of at most 300 characters (ITK's messages span several).
-
-    >>> one_line(RuntimeError("Exception thrown in SimpleITK ReadImage:\\n  itk::ERROR: cannot read x"))
-    'RuntimeError: Exception thrown in SimpleITK ReadImage: itk::ERROR: cannot read x'
-    """
-    text = " ".join(str(exc).split()) or "no message"
-    return f"{type(exc).__name__}: {text}"[:300]
-
-
 def subject_row(subject: Subject, status: str, **values: Any) -> dict[str, Any]:
     """A ``cohort.csv`` row for ``subject`` (columns of ``cohort.table.COLUMNS``; missing ones empty)."""
     from CMBDetectionLib.cohort.table import COLUMNS
@@ -160,28 +132,26 @@ def process_subject(subject: Subject, out_root: str, settings: CohortSettings, m
     # in its row and must not stop the cohort.
     except Exception as exc:
         return subject_row(subject, "failed", seconds=round(time.perf_counter() - started, 1),
-                           model_version=model["version"], error=one_line(exc))
+                           model_version=model["model_version"], error=one_line(exc))
     return row
 
 
 def _detect_and_write(subject: Subject, folder: Path, settings: CohortSettings, model: dict[str, str],
                       started: float) -> dict[str, Any]:
-    from CMBDetectionLib.imageio.dicom_series import is_dicom_input, read_series_datasets
-    from CMBDetectionLib.imageio.volumes import read_volume
+    from CMBDetectionLib.imageio.volumes import read_volume_and_headers
     from CMBDetectionLib.outputs.files import write_outputs
     from CMBDetectionLib.pipeline import detect
     from CMBDetectionLib.reports.subject_report import report_detection
 
     source = fingerprint(subject.path)  # before reading: the record must describe the bytes that were read
-    image = read_volume(subject.path)
+    image, datasets = read_volume_and_headers(subject.path)
     result = detect(image, method=settings.method, threshold=settings.threshold, device=settings.device,
                     backend=detector(settings, _threads()), model_dir=settings.model_dir, mars=settings.mars,
                     use_lesion_filter=settings.use_lesion_filter, redraw_outlines=settings.redraw_outlines)
-    datasets = read_series_datasets(subject.path) if is_dicom_input(subject.path) else None
     paths = write_outputs(result, folder, volume_stem(subject.path), dicom_datasets=datasets)
     report, qc = report_detection(result, subject.key, str(subject.path), folder)
     row = subject_row(subject, "done", **lesion_counts(result.lesions, result.mars_counts is not None),
-                      seconds=round(time.perf_counter() - started, 1), model_version=model["version"],
+                      seconds=round(time.perf_counter() - started, 1), model_version=model["model_version"],
                       snr="" if qc.snr is None else round(qc.snr, 1),
                       brain_coverage="" if qc.coverage is None else round(qc.coverage, 3),
                       warnings="; ".join(qc.warnings))

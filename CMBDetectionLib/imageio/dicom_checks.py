@@ -21,7 +21,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from CMBDetectionLib.errors import VolumeError
 
@@ -50,28 +49,27 @@ def check_unread_files(folder: Path, series_files: set[str]) -> None:
                           "copy the series again from its source.")
 
 
-STORAGE_TAGS = {"0028|0010": "Rows", "0028|0011": "Columns", "0028|0100": "BitsAllocated"}
+STORAGE_KEYWORDS = ("Rows", "Columns", "BitsAllocated")
 
 
-def _storage(reader: sitk.ImageFileReader) -> dict[str, str]:
-    return {name: reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else "" for tag, name in STORAGE_TAGS.items()}
+def _normal(dataset) -> np.ndarray:
+    """The slice normal (row x column direction), z where ImageOrientationPatient is absent, as ITK takes it."""
+    orientation = dataset.get("ImageOrientationPatient")
+    if not orientation or len(orientation) != 6:
+        return np.array([0.0, 0.0, 1.0])
+    return np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
 
 
-def slice_positions(files: list[str], folder: Path) -> list[float]:
-    """Position of each file's slice along the series' slice normal, mm (from ImagePositionPatient); VolumeError
-    where a slice declares another matrix or pixel storage than the first."""
-    reader = sitk.ImageFileReader()
-    points, normal, first = [], None, None
-    for k, name in enumerate(files):
-        reader.SetFileName(name)
-        reader.ReadImageInformation()
-        first = first or _storage(reader)
-        if (storage := _storage(reader)) != first:
-            raise VolumeError(f"{folder}: slice {k + 1} ({Path(name).name}) declares {storage}, the first slice "
-                              f"{first}; the file is damaged or from another series. Copy the series again.")
-        direction = np.array(reader.GetDirection()).reshape(3, 3)
-        normal = direction[:, 2] if normal is None else normal
-        points.append(float(np.dot(reader.GetOrigin(), normal)))
+def slice_positions(datasets: list, folder: Path) -> list[float]:
+    """Position of each slice along the series' slice normal, mm (from ImagePositionPatient, the origin where
+    absent, as ITK takes it); VolumeError where a slice declares another matrix or pixel storage than the first."""
+    first = {key: datasets[0].get(key) for key in STORAGE_KEYWORDS}
+    points, normal = [], _normal(datasets[0])
+    for k, dataset in enumerate(datasets):
+        if (storage := {key: dataset.get(key) for key in STORAGE_KEYWORDS}) != first:
+            raise VolumeError(f"{folder}: slice {k + 1} ({Path(dataset.filename).name}) declares {storage}, the first "
+                              f"slice {first}; the file is damaged or from another series. Copy the series again.")
+        points.append(float(np.dot(np.asarray(dataset.get("ImagePositionPatient") or (0.0, 0.0, 0.0), float), normal)))
     return points
 
 
@@ -85,11 +83,11 @@ def slice_gaps(positions: list[float]) -> list[tuple[int, int, float, float]]:
             if abs(step - usual) > SPACING_TOLERANCE * usual]
 
 
-def check_slice_spacing(folder: Path, files: list[str], allow_gaps: bool) -> None:
-    """Refuse (or, with ``allow_gaps``, warn about) slices that are not evenly spaced."""
+def check_slice_spacing(folder: Path, datasets: list, allow_gaps: bool) -> None:
+    """Refuse (or, with ``allow_gaps``, warn about) slices, given as their headers, that are not evenly spaced."""
     try:
-        gaps = slice_gaps(slice_positions(files, folder))
-    except RuntimeError as exc:
+        gaps = slice_gaps(slice_positions(datasets, folder))
+    except (ValueError, TypeError) as exc:  # a position or orientation that is not three or six numbers
         raise VolumeError(f"{folder}: a slice header cannot be read ({str(exc).strip().splitlines()[-1]}); "
                           "copy the series again from its source.") from None
     if not gaps:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +23,10 @@ import SimpleITK as sitk
 
 from CMBDetectionLib.errors import VolumeError
 from CMBDetectionLib.imageio.checks import check_grid, check_layout, finite_values
-from CMBDetectionLib.imageio.dicom_checks import check_slice_spacing, check_unread_files
+from CMBDetectionLib.imageio.dicom_series import read_dicom_folder
 from CMBDetectionLib.imageio.file_integrity import check_file_integrity, read_header, unreadable
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-@dataclass(frozen=True)
-class DicomSeries:
-    uid: str
-    description: str
-    n_files: int
 
 
 def volume_stem(path: str | os.PathLike) -> str:
@@ -67,69 +59,6 @@ def itk_name(path: str | os.PathLike) -> str:
     return name
 
 
-def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
-    """All DICOM series found directly in ``folder``."""
-    reader = sitk.ImageSeriesReader()
-    series = []
-    try:
-        uids = reader.GetGDCMSeriesIDs(itk_name(folder)) or ()
-    except UnicodeDecodeError:
-        raise VolumeError(f"{folder}: a file name in this folder is not UTF-8, which the DICOM reader cannot open; "
-                          "rename the files.") from None
-    for uid in uids:
-        files = reader.GetGDCMSeriesFileNames(str(folder), uid)
-        description = ""
-        try:
-            file_reader = sitk.ImageFileReader()
-            file_reader.SetFileName(files[0])
-            file_reader.ReadImageInformation()
-            if file_reader.HasMetaDataKey("0008|103e"):
-                description = file_reader.GetMetaData("0008|103e").strip()
-        except RuntimeError:
-            pass
-        series.append(DicomSeries(uid, description, len(files)))
-    return series
-
-
-def chosen_series_uid(folder: Path, series_uid: str | None) -> str:
-    """The UID of the series to read from ``folder``: ``series_uid`` when given, else its only series."""
-    series = list_dicom_series(folder)
-    if not series:
-        raise VolumeError(f"{folder}: no DICOM series found in this folder. Point to the folder holding the SWI slices.")
-    if series_uid is None:
-        if len(series) > 1:
-            listing = "\n".join(f"  {s.uid}  ({s.n_files} files) {s.description}" for s in series)
-            raise VolumeError(
-                f"{folder}: holds {len(series)} DICOM series; choose one with --series UID:\n{listing}"
-            )
-        series_uid = series[0].uid
-    elif series_uid not in {s.uid for s in series}:
-        raise VolumeError(f"{folder}: no DICOM series with UID {series_uid}; found {', '.join(s.uid for s in series)}.")
-    return series_uid
-
-
-def _read_dicom_folder(folder: Path, series_uid: str | None, allow_slice_gaps: bool) -> sitk.Image:
-    """The chosen series, once its files are all readable and its slices evenly spaced (or gaps allowed)."""
-    uid = chosen_series_uid(folder, series_uid)
-    reader = sitk.ImageSeriesReader()
-    files = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
-    every_series = {name for other in reader.GetGDCMSeriesIDs(str(folder))
-                    for name in reader.GetGDCMSeriesFileNames(str(folder), other)}
-    check_unread_files(folder, every_series)
-    check_slice_spacing(folder, files, allow_slice_gaps)
-    reader.SetFileNames(files)
-    # dicom_checks reports uneven spacing in one line; ITK's own warning is three raw lines.
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise VolumeError(f"{folder}: the series cannot be read ({str(exc).strip().splitlines()[-1]}); "
-                          "copy the series again from its source.") from None
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-
-
 def _checked_header(p: Path) -> sitk.ImageFileReader:
     """The header of file ``p``, after checking it can be opened and holds every byte it declares."""
     try:
@@ -160,7 +89,7 @@ def read_image_file(path: str | os.PathLike, series_uid: str | None = None, allo
     (masks, labels, probability maps)."""
     p = _existing(path)
     if p.is_dir():
-        return _read_dicom_folder(p, series_uid, allow_slice_gaps)
+        return read_dicom_folder(p, series_uid, allow_slice_gaps)[0]
     return _read_checked(_checked_header(p), p)
 
 
@@ -177,9 +106,17 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None, allow_sl
     uneven slice spacing is refused unless ``allow_slice_gaps``. A few NaN or infinite voxels are replaced
     (:func:`.checks.finite_values`).
     """
+    return read_volume_and_headers(path, series_uid, allow_slice_gaps)[0]
+
+
+def read_volume_and_headers(path: str | os.PathLike, series_uid: str | None = None,
+                            allow_slice_gaps: bool = False) -> tuple[sitk.Image, list | None]:
+    """:func:`read_volume`'s volume and, for a DICOM folder, its series' headers (``pydicom.Dataset`` without pixel
+    data, ``datasets[k]`` for slice ``k``) that the DICOM SEG and SR copy; None for a file."""
     p = _existing(path)
+    datasets = None
     if p.is_dir():
-        image = _read_dicom_folder(p, series_uid, allow_slice_gaps)
+        image, datasets = read_dicom_folder(p, series_uid, allow_slice_gaps)
         check_volume(image.GetDimension(), image.GetNumberOfComponentsPerPixel(), image.GetSize(), image.GetSpacing(), str(path))
     else:
         reader = _checked_header(p)
@@ -188,7 +125,7 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None, allow_sl
     image = sitk.Cast(image, sitk.sitkFloat32)
     array = sitk.GetArrayViewFromImage(image)
     clean = finite_values(array, str(path))
-    return image if clean is array else array_to_image(clean, image)
+    return (image if clean is array else array_to_image(clean, image)), datasets
 
 
 def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:

@@ -58,7 +58,8 @@ _SMOOTHING_MM = {4: 2.0, 2: 1.0, 1: 0.0}  # Gaussian sigma before shrinking by e
 _REFINE_SHRINK, _REFINE_SAMPLING, _REFINE_ITERATIONS = (2,), 0.2, 100
 _CSF_LEVEL, _GM_LEVEL = 0.33, 0.66  # template image levels (white matter = 1)
 _QUALITY_DEPTH_MM = 8.0  # the tissue-contrast check looks this far inside the template brain's surface
-_QUALITY_SMOOTHING_MM = 2.0  # Gaussian sigma applied to the subject before that check
+# Gaussian sigma applied to the subject before that check: the coarse search's, so one smoothed subject serves both.
+_QUALITY_SMOOTHING_MM = _SMOOTHING_MM[_COARSE_SHRINK]
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,9 @@ def _template() -> _Template:
                      np.where(deep, tissue, 0).astype(np.uint8), _centre_of_mass(brain))
 
 
-def _coarse(image: sitk.Image, shrink: int = _COARSE_SHRINK) -> sitk.Image:
-    """``image`` smoothed as the registration pyramid's coarsest level would, then shrunk by ``shrink``."""
-    return sitk.Shrink(sitk.SmoothingRecursiveGaussian(image, _SMOOTHING_MM[_COARSE_SHRINK]), [shrink] * 3)
+def _coarse(image: sitk.Image) -> sitk.Image:
+    """``image`` smoothed as the registration pyramid's coarsest level would, then shrunk to it."""
+    return sitk.Shrink(sitk.SmoothingRecursiveGaussian(image, _SMOOTHING_MM[_COARSE_SHRINK]), [_COARSE_SHRINK] * 3)
 
 
 def _centre_of_mass(mask: sitk.Image) -> np.ndarray:
@@ -189,24 +190,25 @@ def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: si
     return sitk.AffineTransform(sitk.CompositeTransform(result).GetNthTransform(0)), method.GetMetricValue()
 
 
-def _register(fixed: _Template, moving: sitk.Image, centre_shift: np.ndarray) -> tuple[sitk.AffineTransform, float]:
-    """Template-to-subject affine and its final metric.
+def _register(fixed: _Template, moving: sitk.Image, smoothed: sitk.Image,
+              centre_shift: np.ndarray) -> tuple[sitk.AffineTransform, float]:
+    """Template-to-subject affine and its final metric; ``smoothed`` is ``moving`` smoothed by
+    :data:`_QUALITY_SMOOTHING_MM`, the coarse search's moving image.
 
     Mutual information has a false optimum where the template brain spreads over the subject's dark skull,
     more likely the farther the starting head size is from the truth; so a coarse (8 mm) registration
     starts from each of :data:`_START_SCALES` and the best of them is refined at 4 mm. The 8 mm images
     are made once, not once per start (the pyramid's smoothing costs as much as a coarse run's iterations).
     """
-    # Smoothed, not shrunk, as the pyramid does with the moving image: shrunk to 3.6 mm, 3 of 12 tuning
+    # The moving image is smoothed, not shrunk, as the pyramid does with it: shrunk to 3.6 mm, 3 of 12 tuning
     # phantoms failed the tissue-contrast check.
-    coarse_moving = _coarse(moving, shrink=1)
     candidates = []
     for scale in _START_SCALES:
         initial = sitk.AffineTransform(3)
         initial.SetCenter(fixed.centre.tolist())
         initial.SetTranslation(centre_shift.tolist())
         initial.Scale(scale)
-        candidates.append(_execute(_method(fixed, [1], 0.5, moving_gradient_filter=True), fixed.coarse, coarse_moving,
+        candidates.append(_execute(_method(fixed, [1], 0.5, moving_gradient_filter=True), fixed.coarse, smoothed,
                                    initial))
     best, _ = min(candidates, key=lambda candidate: candidate[1])
     return _execute(_method(fixed, list(_REFINE_SHRINK), _REFINE_SAMPLING, _REFINE_ITERATIONS), fixed.image, moving, best)
@@ -227,9 +229,9 @@ def _check_geometry(affine: sitk.AffineTransform) -> None:
         )
 
 
-def _quality(fixed: _Template, moving: sitk.Image, to_subject: sitk.Transform) -> tuple[float, float]:
-    """Correlation ratio of subject intensity given template tissue class, and brain coverage (see module doc)."""
-    smoothed = sitk.SmoothingRecursiveGaussian(moving, _QUALITY_SMOOTHING_MM)
+def _quality(fixed: _Template, smoothed: sitk.Image, to_subject: sitk.Transform) -> tuple[float, float]:
+    """Correlation ratio of subject intensity given template tissue class, and brain coverage (see module doc), on
+    the subject smoothed by :data:`_QUALITY_SMOOTHING_MM`."""
     # Resampling with NaN outside lets coverage count template brain voxels the subject's field of view misses.
     warped = sitk.GetArrayFromImage(sitk.Resample(smoothed, fixed.image, to_subject, sitk.sitkLinear, float("nan")))
     inside = fixed.tissue > 0
@@ -248,9 +250,10 @@ def register_to_mni(image: sitk.Image) -> MniRegistration:
     start = time.perf_counter()
     moving, head_centre = _prepare_subject(image)  # first: a blank or 2D input fails before the atlas loads
     fixed = _template()
-    affine, metric = _register(fixed, moving, head_centre - fixed.centre)
+    smoothed = sitk.SmoothingRecursiveGaussian(moving, _QUALITY_SMOOTHING_MM)
+    affine, metric = _register(fixed, moving, smoothed, head_centre - fixed.centre)
     _check_geometry(affine)
-    contrast, coverage = _quality(fixed, moving, affine)
+    contrast, coverage = _quality(fixed, smoothed, affine)
     if coverage < MIN_COVERAGE:
         raise RegistrationError(
             f"after registration the volume covers only {coverage:.0%} of the brain; MARS needs a whole-brain SWI."

@@ -1,7 +1,8 @@
 """``S_cmb.seg.dcm``: the lesions as a DICOM Segmentation (highdicom), one segment "CMB n" per lesion.
 
-Each segment is SNOMED CT *Morphologically abnormal structure* / *Hemorrhage* in the *Brain*, with the lesion's
-name as tracking identifier and a fresh tracking UID (the SR's measurement group of that lesion carries the same).
+Each segment is coded as every output codes a lesion (:mod:`terminology`: SNOMED CT *Hemorrhage* in the *Brain*),
+with the lesion's name as tracking identifier and a fresh tracking UID (the SR's measurement group of that lesion
+carries the same).
 The SEG lies in the source study, references the source series and its frame of reference, and its frames lie on
 the source slices (only slices a lesion crosses are stored). It is a research result (content qualification).
 No lesion, no SEG: DICOM requires at least one segment.
@@ -25,7 +26,7 @@ from CMBDetectionLib import __version__
 from CMBDetectionLib.errors import OutputFileError
 from CMBDetectionLib.outputs.dicom_source import DEVICE_SERIAL_NUMBER, MANUFACTURER, DicomSource
 from CMBDetectionLib.outputs.lesion_mask import label_dtype
-from CMBDetectionLib.outputs.terminology import BLEEDING_COLOUR, lesion_name
+from CMBDetectionLib.outputs.terminology import BLEEDING_COLOUR, CATEGORY, REGION, TYPE, dicom_code, lesion_name
 from CMBDetectionLib.results import Lesion
 
 #: Series number of the SEG in its study (the SR is the next one).
@@ -71,15 +72,15 @@ def _segment(number: int, lesion: Lesion, source: DicomSource) -> Any:
     return hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=lesion_name(lesion.label),
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Hemorrhage,
+        segmented_property_category=dicom_code(CATEGORY),
+        segmented_property_type=dicom_code(TYPE),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
             name=source.algorithm_name, family=codes.DCM.ArtificialIntelligence, version=source.algorithm_version,
             parameters=source.algorithm_parameters or None),
         tracking_id=lesion_name(lesion.label),
         tracking_uid=hd.UID(),
-        anatomic_regions=[codes.SCT.Brain],
+        anatomic_regions=[dicom_code(REGION)],
         display_color=hd.color.CIELabColor.from_rgb(*(round(255 * c) for c in BLEEDING_COLOUR)),
     )
 

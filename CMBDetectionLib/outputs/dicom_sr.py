@@ -28,7 +28,7 @@ from typing import Any
 from CMBDetectionLib import __version__
 from CMBDetectionLib.errors import OutputFileError
 from CMBDetectionLib.outputs.dicom_source import DEVICE_SERIAL_NUMBER, MANUFACTURER, DicomSource
-from CMBDetectionLib.outputs.terminology import lesion_name
+from CMBDetectionLib.outputs.terminology import CATEGORY, TYPE, dicom_code, lesion_name
 from CMBDetectionLib.results import Lesion
 
 #: Series number of the SR in its study (the SEG's plus one).
@@ -150,8 +150,8 @@ def _lesion_group(number: int, lesion: Lesion, segmentation: Any, algorithm: Any
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking,
         referenced_segment=_referenced_segment(segmentation, number),
-        finding_type=codes.SCT.Hemorrhage,
-        finding_category=codes.SCT.MorphologicallyAbnormalStructure,
+        finding_type=dicom_code(TYPE),
+        finding_category=dicom_code(CATEGORY),
         algorithm_id=algorithm,
         finding_sites=_finding_sites(lesion),
         measurements=measurements,
@@ -195,7 +195,7 @@ def _counts_group(n_lesions: int, mars_counts: Sequence[dict[str, Any]] | None, 
                for row in mars_counts or () if row["region"] == "all" for certainty in ("definite", "possible")]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=COUNTS_GROUP),
-        finding_type=codes.SCT.Hemorrhage, algorithm_id=algorithm, measurements=counts)
+        finding_type=dicom_code(TYPE), algorithm_id=algorithm, measurements=counts)
 
 
 def write_dicom_sr(report: Any, path: str | os.PathLike) -> Path:

@@ -1,11 +1,13 @@
-"""The voxel grid of a result file: its index-to-LPS matrix, the check that it is the input's grid, and reading
-an image file with that check.
+"""The voxel grid of a result file: the check that it is the input's grid (:mod:`imageio.geometry`'s comparison),
+and reading an image file with that check.
 
->>> import SimpleITK as sitk
 >>> image = sitk.Image(4, 3, 2, sitk.sitkUInt8); image.SetSpacing((0.5, 0.5, 2.0))
->>> ijk_to_lps(image)[:3, :3].diagonal().tolist()
-[0.5, 0.5, 2.0]
 >>> check_same_grid("x.nii.gz", image.GetSize(), ijk_to_lps(image), image)
+>>> check_same_grid("x.nii.gz", (4, 3, 3), ijk_to_lps(image), image)
+Traceback (most recent call last):
+...
+CMBDetectionLib.errors.OutputFileError: x.nii.gz: not on the input volume's grid (size (4, 3, 3) differs from (4, 3, 2));
+it belongs to another volume.
 """
 
 from __future__ import annotations
@@ -17,27 +19,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.errors import OutputFileError
-
-#: Largest difference, in mm, between two index-to-LPS matrices of the same grid (NIfTI keeps float32).
-GRID_TOLERANCE_MM = 1e-3
-
-
-def ijk_to_lps(image: sitk.Image) -> np.ndarray:
-    """4x4 matrix from voxel index ``(i, j, k, 1)`` to LPS millimetres."""
-    matrix = np.eye(4)
-    matrix[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
-    matrix[:3, 3] = image.GetOrigin()
-    return matrix
+from CMBDetectionLib.imageio.geometry import grid_difference, ijk_to_lps
 
 
 def check_same_grid(path: str | os.PathLike, size: Sequence[int], matrix: np.ndarray, reference: sitk.Image) -> None:
-    """Raise ``OutputFileError`` unless a file's grid (``size`` i, j, k and ``matrix``) is ``reference``'s."""
-    if tuple(int(n) for n in size) != tuple(reference.GetSize()):
-        raise OutputFileError(f"{path}: {tuple(size)} voxels, but the input volume has {reference.GetSize()}; "
-                              "it belongs to another volume.")
-    if not np.allclose(matrix, ijk_to_lps(reference), atol=GRID_TOLERANCE_MM):
-        raise OutputFileError(f"{path}: its origin, spacing or direction differ from the input volume's; "
-                              "it belongs to another volume.")
+    """Raise ``OutputFileError`` unless a file's grid (``size`` i, j, k and its index-to-LPS ``matrix``) is
+    ``reference``'s."""
+    if (difference := grid_difference(size, matrix, reference)) is not None:
+        raise OutputFileError(f"{path}: not on the input volume's grid ({difference}); it belongs to another volume.")
 
 
 def read_image_on_grid(path: str | os.PathLike, reference: sitk.Image | None,

@@ -24,7 +24,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.errors import OutputFileError
-from CMBDetectionLib.outputs.grid import check_same_grid, ijk_to_lps
+from CMBDetectionLib.imageio.geometry import ijk_to_lps
+from CMBDetectionLib.outputs.grid import check_same_grid
 from CMBDetectionLib.outputs.lesion_mask import label_dtype
 from CMBDetectionLib.outputs.terminology import BLEEDING_COLOUR, TERMINOLOGY, lesion_name
 from CMBDetectionLib.results import Lesion

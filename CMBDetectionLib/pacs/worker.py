@@ -29,9 +29,8 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CMBDetectionLib.errors import PacsError
-from CMBDetectionLib.imageio.dicom_series import read_series_datasets
-from CMBDetectionLib.imageio.volumes import read_volume
+from CMBDetectionLib.errors import PacsError, one_line
+from CMBDetectionLib.imageio.volumes import read_volume_and_headers
 from CMBDetectionLib.outputs.dicom_source import MANUFACTURER
 from CMBDetectionLib.outputs.files import write_outputs
 from CMBDetectionLib.pacs.orthanc_client import OrthancClient
@@ -71,6 +70,9 @@ class PacsWorker:
     rule: re.Pattern
     detector: Callable[[sitk.Image], DetectionResult]
     _failed: dict[str, str] = field(default_factory=dict)  # Orthanc series ID -> its LastUpdate when it failed
+    # Instance ID of our first SEG/SR instance -> the series it references: a stored instance never changes, so
+    # its tags are asked once, not at every poll.
+    _references: dict[str, set[str]] = field(default_factory=dict)
 
     def run_once(self, report: Callable[[Outcome], None]) -> list[Outcome]:
         """One pass over the PACS; ``report`` gets each outcome as it happens. Raises ``PacsError`` when the
@@ -101,10 +103,16 @@ class PacsWorker:
     def _our_results(self, everything: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         """Our SEG and SR series in the PACS, by the UID of each source series they reference."""
         ours: dict[str, list[dict[str, Any]]] = {}
+        references = {}  # rebuilt each pass, so that deleted results drop out
         for series in everything:
             if _tag(series, "Manufacturer") == MANUFACTURER and _tag(series, "Modality") in ("SEG", "SR"):
-                for uid in _referenced_series(self.client.instance_tags(series["Instances"][0])):
+                instance = series["Instances"][0]
+                references[instance] = self._references.get(instance)
+                if references[instance] is None:
+                    references[instance] = _referenced_series(self.client.instance_tags(instance))
+                for uid in references[instance]:
                     ours.setdefault(uid, []).append(series)
+        self._references = references
         return ours
 
     def _process(self, series: dict[str, Any], earlier: list[dict[str, Any]]) -> Outcome:
@@ -114,15 +122,16 @@ class PacsWorker:
             with tempfile.TemporaryDirectory(prefix="cmb-pacs-") as work:
                 folder = Path(work) / "series"
                 self.client.download_series(series["ID"], folder)
-                result = self.detector(read_volume(folder))
-                paths = write_outputs(result, Path(work) / "out", "series", dicom_datasets=read_series_datasets(folder))
+                image, datasets = read_volume_and_headers(folder)
+                result = self.detector(image)
+                paths = write_outputs(result, Path(work) / "out", "series", dicom_datasets=datasets)
                 for old in earlier:  # left by an interrupted run: never two reports for one series
                     self.client.delete_series(old["ID"])
                 for kind in ("dicom_seg", "dicom_sr"):
                     if kind in paths:
                         self.client.upload(paths[kind])
         except Exception as exc:  # whatever one series does, the others go on
-            outcome.error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            outcome.error = one_line(exc)
             return outcome
         stored = "SEG and SR" if "dicom_seg" in paths else "SR"
         outcome.summary = f"{len(result.lesions)} CMB(s); {stored} stored in its study"

@@ -104,13 +104,6 @@ def subject_grid(
     return grid
 
 
-def subject_lps_to_kji(grid: sitk.Image, lps: np.ndarray) -> np.ndarray:
-    """Scanner LPS points (n, 3) to continuous ``[k, j, i]`` indices of the grid (any orthonormal direction)."""
-    direction = np.array(grid.GetDirection()).reshape(3, 3)
-    ijk = ((np.atleast_2d(lps) - np.array(grid.GetOrigin())) @ direction) / np.array(grid.GetSpacing())
-    return ijk[:, ::-1]
-
-
 def resample(
     mni_array: np.ndarray, mni_reference: sitk.Image, grid: sitk.Image, pose: Pose, linear: bool = True,
     warp: sitk.Transform | None = None,

@@ -38,7 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from CMBDetectionLib.imageio.volumes import index_to_ras, write_image
+from CMBDetectionLib.imageio.volumes import index_to_ras, lps_to_ras, ras_to_index, write_image
 from CMBDetectionLib.phantoms import acquisition as acq
 from CMBDetectionLib.phantoms.anatomy import AIR, HEAD_TISSUE, LAYER_MM, PhantomAnatomy, load_anatomy
 from CMBDetectionLib.phantoms.artefacts import dropout_loss, skull_base_spots, texture_field
@@ -149,7 +149,7 @@ class _Placement:
     def to_kji(self, ras_mni: np.ndarray) -> np.ndarray:
         """MNI RAS points to continuous ``[k, j, i]`` indices of the subject grid."""
         ras = ras_mni if self.warp is None else self.warp.unwarp_ras(ras_mni)
-        return acq.subject_lps_to_kji(self.grid, self.pose.mni_ras_to_subject_lps(ras))
+        return ras_to_index(self.grid, lps_to_ras(self.pose.mni_ras_to_subject_lps(ras)))[:, ::-1]
 
     def in_fov(self, ras_mni: np.ndarray, margin_mm: float) -> np.ndarray:
         """Which MNI points image at least ``margin_mm`` inside the grid."""
@@ -219,7 +219,7 @@ def generate_subject(
     contrast = _random_contrast(rng, settings)
     pose = acq.random_pose(rng, settings.head_rotation_deg, settings.head_scale)
     scan = _acquisition(seed, settings, extra)
-    _check_geometry(scan["size"], scan["in_plane_mm"], scan["slice_mm"], scan["n_slices"])
+    _check_matrix(scan["size"], scan["n_slices"])
     warp = RandomWarp.draw(anatomy.reference, scan["warp_mm"], extra) if scan["warp_mm"] > 0 else None
     grid = _subject_grid(anatomy, pose, warp, scan, rng, extra)
     place = _Placement(grid, pose, warp)
@@ -324,13 +324,11 @@ def _truth(blob: PlacedBlob, centre_kji: np.ndarray, grid: sitk.Image, diameter_
     )
 
 
-def _check_geometry(size: int, spacing: float, slice_thickness: float, n_slices: int) -> None:
+def _check_matrix(size: int, n_slices: int) -> None:
+    """Refuse a matrix too small for a head; voxel sizes are checked by ``PhantomSettings``, but the matrix follows
+    from the field of view and slab they allow."""
     if size < 32 or n_slices < 8:
         raise ValueError(f"grid {size}x{size}x{n_slices} is too small; use a size of at least 32 and at least 8 slices.")
-    if not (0.2 <= spacing <= 5.0 and 0.2 <= slice_thickness <= 10.0):
-        raise ValueError(
-            f"spacing {spacing} mm / slice thickness {slice_thickness} mm out of range; use 0.2-5 mm in-plane and 0.2-10 mm slices."
-        )
 
 
 def write_subject(

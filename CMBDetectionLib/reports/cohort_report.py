@@ -109,7 +109,7 @@ def render_cohort_report(rows: Sequence[dict[str, Any]], out_dir: str | os.PathL
         if failed else "<p>None.</p>"
     subjects = table(("subject", "status", "CMBs", "seconds", "SNR", "coverage"),
                      [[_link(r), r["status"], r["n_lesions"], r["seconds"], r["snr"], r["brain_coverage"]] for r in rows])
-    provenance = [("model", f'{model.get("name", "")} {model.get("version", "")}'),
+    provenance = [("model", f'{model.get("model_name", "")} {model.get("model_version", "")}'),
                   *((name.replace("_", " "), shown(value)) for name, value in settings.items()),
                   ("report written", datetime.datetime.now().astimezone().isoformat(timespec="seconds"))]
     body = ("<h1>Cerebral microbleeds: cohort</h1>" + _summary(rows, counts)

@@ -4,12 +4,13 @@ Slices are shown as radiologists read them: volumes are first reoriented to LPS 
 posterior, left), so an axial slice has anterior at the top and the patient's right on the left of the picture,
 coronal and sagittal slices have superior at the top, and each pixel keeps its physical aspect ratio. Lesions
 are outlined in red with their id beside them. Figures are built on ``matplotlib.figure.Figure`` (no pyplot
-state), so they render in any thread of a Dask worker.
+state), so they render in any thread of a Dask worker. A report reorients its volume and sets its grey levels once
+(:func:`prepare`) for all its pictures.
 
 >>> import SimpleITK as sitk
 >>> image = sitk.GetImageFromArray(np.random.default_rng(0).random((6, 32, 32)).astype(np.float32))
 >>> labels = np.zeros((6, 32, 32), np.uint8); labels[3, 10:13, 10:13] = 1
->>> axial_montage(image, labels)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+>>> axial_montage(prepare(image, labels))[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
 True
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -46,15 +48,6 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def oriented(image: sitk.Image, label_map: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image array, label array, spacing ``(k, j, i)`` in mm), both arrays ``[k, j, i]`` in LPS orientation."""
-    labels = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint16) if label_map is None else label_map
-    image_lps = sitk.DICOMOrient(image, DISPLAY_ORIENTATION)
-    labels_lps = sitk.DICOMOrient(array_to_image(labels.astype(np.uint16), image), DISPLAY_ORIENTATION)
-    return (sitk.GetArrayFromImage(image_lps).astype(np.float32), sitk.GetArrayFromImage(labels_lps),
-            np.array(image_lps.GetSpacing()[::-1]))
-
-
 def display_window(values: np.ndarray) -> tuple[float, float]:
     """Grey levels from the 1st to the 99.5th percentile of the non-zero voxels (a CMB stays black, not clipped).
 
@@ -66,6 +59,27 @@ def display_window(values: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     low, high = np.percentile(finite, [1, 99.5])
     return float(low), float(high if high > low else low + 1)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A volume as its pictures show it: ``values`` and ``labels`` ``[k, j, i]`` in LPS orientation, ``spacing``
+    ``(k, j, i)`` in mm, the grey-level ``window``; and the ``image`` itself, the grid an overlay is resampled to."""
+
+    image: sitk.Image
+    values: np.ndarray
+    labels: np.ndarray
+    spacing: np.ndarray
+    window: tuple[float, float]
+
+
+def prepare(image: sitk.Image, label_map: np.ndarray) -> Prepared:
+    """Reorient ``image`` and its ``[k, j, i]`` label map to LPS and set the grey levels, once for all pictures."""
+    image_lps = sitk.DICOMOrient(image, DISPLAY_ORIENTATION)
+    values = sitk.GetArrayFromImage(image_lps).astype(np.float32)
+    labels = sitk.DICOMOrient(array_to_image(label_map.astype(np.uint16), image), DISPLAY_ORIENTATION)
+    return Prepared(image, values, sitk.GetArrayFromImage(labels), np.array(image_lps.GetSpacing()[::-1]),
+                    display_window(values))
 
 
 def _show(axis, plane: np.ndarray, labels: np.ndarray, window: tuple[float, float], aspect: float,
@@ -107,10 +121,9 @@ def montage_slices(head: np.ndarray, lesion_slices: Sequence[int], count: int = 
     return sorted(chosen)
 
 
-def axial_montage(image: sitk.Image, label_map: np.ndarray) -> bytes:
+def axial_montage(view: Prepared) -> bytes:
     """Axial slices through every lesion and across the head, lesions outlined and numbered."""
-    values, labels, spacing = oriented(image, label_map)
-    window = display_window(values)
+    values, labels, spacing, window = view.values, view.labels, view.spacing, view.window
     ids = np.unique(labels[labels > 0])
     centres = ndimage.center_of_mass(labels > 0, labels, ids) if ids.size else []
     slices = montage_slices(values > window[0], [int(round(c[0])) for c in centres])
@@ -131,11 +144,10 @@ def _crop(plane: np.ndarray, centre: Sequence[float], half_widths: Sequence[int]
                  for c, h, size in zip(centre, half_widths, plane.shape))
 
 
-def lesion_views(image: sitk.Image, label_map: np.ndarray, labels: Sequence[int]) -> dict[int, bytes]:
+def lesion_views(view: Prepared, labels: Sequence[int]) -> dict[int, bytes]:
     """For each lesion id, a PNG of three zoomed planes (axial, coronal, sagittal) through its centre of mass,
     :data:`ZOOM_HALF_WIDTH_MM` around it, this lesion outlined (others too, without ids)."""
-    values, oriented_labels, spacing = oriented(image, label_map)
-    window = display_window(values)
+    values, oriented_labels, spacing, window = view.values, view.labels, view.spacing, view.window
     half = np.maximum(1, np.round(ZOOM_HALF_WIDTH_MM / spacing)).astype(int)
     centres = ndimage.center_of_mass(oriented_labels > 0, oriented_labels, list(labels)) if labels else []
     views = {}
@@ -159,15 +171,15 @@ def lesion_views(image: sitk.Image, label_map: np.ndarray, labels: Sequence[int]
     return views
 
 
-def registration_overlay(image: sitk.Image, registration) -> bytes:
+def registration_overlay(view: Prepared, registration) -> bytes:
     """The MNI template brain's outline carried onto the subject by ``registration`` (subject -> MNI transform),
     on the three central planes: the outline should follow the brain's edge."""
     from CMBDetectionLib.mars.atlas import load_mni_atlas
 
-    brain = sitk.Resample(load_mni_atlas().brain, image, registration.transform, sitk.sitkNearestNeighbor, 0,
+    brain = sitk.Resample(load_mni_atlas().brain, view.image, registration.transform, sitk.sitkNearestNeighbor, 0,
                           sitk.sitkUInt8)
-    values, mask, spacing = oriented(image, sitk.GetArrayFromImage(brain))
-    window = display_window(values)
+    values, spacing, window = view.values, view.spacing, view.window
+    mask = sitk.GetArrayFromImage(sitk.DICOMOrient(brain, DISPLAY_ORIENTATION))
     k, j, i = (int(round(c)) for c in (ndimage.center_of_mass(mask > 0) if mask.any() else np.array(mask.shape) / 2))
     planes = ((values[k], mask[k], spacing[1], spacing[2], False), (values[:, j], mask[:, j], spacing[0], spacing[2], True),
               (values[:, :, i], mask[:, :, i], spacing[0], spacing[1], True))

@@ -97,11 +97,11 @@ def _lesion_card(lesion: Lesion, png: bytes) -> str:
             f'{image(png, f"CMB {lesion.label} in three planes")}<table>{cells}</table></div>')
 
 
-def _gallery(report: SubjectReport) -> str:
+def _gallery(report: SubjectReport, view: figures.Prepared) -> str:
     if not report.lesions:
         return "<p>No lesions.</p>"
     shown = sorted(report.lesions, key=lambda les: -les.max_probability)[:MAX_GALLERY]
-    views = figures.lesion_views(report.image, report.label_map, [les.label for les in shown])
+    views = figures.lesion_views(view, [les.label for les in shown])
     note = f'<p class="note">The {MAX_GALLERY} most confident of {len(report.lesions)} lesions.</p>' \
         if len(report.lesions) > MAX_GALLERY else '<p class="note">Most confident first.</p>'
     return note + '<div class="gallery">' + "".join(_lesion_card(les, views[les.label]) for les in shown) + "</div>"
@@ -122,7 +122,7 @@ def _mars_table(report: SubjectReport) -> str:
                  ["total" if row.get("region") == "all" else "" for row in rows]) + note
 
 
-def _quality(report: SubjectReport) -> str:
+def _quality(report: SubjectReport, view: figures.Prepared) -> str:
     qc = report.qc
     figures_text = [("SNR", f"{qc.snr:.1f}" if qc.snr is not None else "unknown"),
                     ("brain coverage", f"{qc.coverage:.0%}" if qc.coverage is not None else "unknown"),
@@ -130,7 +130,7 @@ def _quality(report: SubjectReport) -> str:
                      f"{qc.tissue_contrast:.2f}" if qc.tissue_contrast is not None else "unknown")]
     overlay = ('<p>The MNI template brain (blue outline) as the registration placed it: it should follow the '
                'brain\'s edge. MARS regions come from this alignment.</p>'
-               + image(figures.registration_overlay(report.image, report.registration), "registration overlay")) \
+               + image(figures.registration_overlay(view, report.registration), "registration overlay")) \
         if report.registration is not None else \
         "<p>No registration overlay: MARS was not rated, or its registration is not kept (a Slicer export).</p>"
     return (table(("measure", "value"), figures_text) + (warnings(qc.warnings) or "<p>No warnings.</p>") + overlay)
@@ -145,16 +145,17 @@ def _provenance(report: SubjectReport) -> str:
 
 def render_subject_report(report: SubjectReport) -> str:
     """The whole report as one HTML document."""
+    view = figures.prepare(report.image, report.label_map)
     body = (f"<h1>Cerebral microbleeds: {escape(report.subject)}</h1>"
             '<p class="note">Research software, not a medical device: every lesion needs a rater\'s check.</p>'
             + _summary(report)
             + "<h2>Axial montage</h2>"
-            + image(figures.axial_montage(report.image, report.label_map), "axial montage")
+            + image(figures.axial_montage(view), "axial montage")
             + '<p class="note">Radiological view (patient\'s right on the left); lesions outlined in red with their '
               "id; every slice holding a lesion centre is shown.</p>"
-            + "<h2>Lesions</h2>" + _gallery(report)
+            + "<h2>Lesions</h2>" + _gallery(report, view)
             + "<h2>MARS counts</h2>" + _mars_table(report)
-            + "<h2>Quality control</h2>" + _quality(report)
+            + "<h2>Quality control</h2>" + _quality(report, view)
             + "<h2>Provenance</h2>" + _provenance(report))
     return page(f"CMB report {report.subject}", body)
 

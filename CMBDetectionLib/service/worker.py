@@ -7,22 +7,18 @@ set). Only then is the job marked done, so a done job always has all its files. 
 ``detect()``'s ``cancel`` asks the database whether the job is still this worker's (a client's ``DELETE`` makes
 it not), and whether the server is stopping (the job then goes back to the queue).
 
->>> stored = "/srv/jobs/ab/input/x.nii.gz"
->>> one_line_error(ValueError(f"{stored}: cannot be read\\n  more"), stored, "x.nii.gz")
-'x.nii.gz: cannot be read more'
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from CMBDetectionLib.errors import CMBDetectionError, DetectionCancelled
+from CMBDetectionLib.errors import CMBDetectionError, DetectionCancelled, one_line
 from CMBDetectionLib.service.jobs import Job, JobStore
 from CMBDetectionLib.service.layout import DataDir
 
@@ -34,12 +30,6 @@ IDLE_POLL_S = 0.3
 CHECK_INTERVAL_S = 0.5
 #: failures of the input or the engine that end a job as failed with their own one-line message
 JOB_ERRORS = (CMBDetectionError, ValueError, RuntimeError, OSError, MemoryError)
-
-
-def one_line_error(exc: BaseException, stored: str | os.PathLike, shown: str) -> str:
-    """The engine's message as one line, naming the upload as the client sent it instead of the server's path."""
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-    return text.replace(str(stored), shown)
 
 
 def unet_backend(device: str, threads: int) -> Any:
@@ -100,8 +90,7 @@ def run_job(store: JobStore, data: DataDir, job: Job, worker: str, engine: WarmE
             stopping: Callable[[], bool]) -> None:
     """Run one claimed job to its end: done with its files, failed with a one-line error, cancelled, or
     back in the queue when the server is stopping."""
-    from CMBDetectionLib.imageio.dicom_series import is_dicom_input, read_series_datasets
-    from CMBDetectionLib.imageio.volumes import read_volume, volume_stem
+    from CMBDetectionLib.imageio.volumes import read_volume_and_headers, volume_stem
     from CMBDetectionLib.outputs.files import write_outputs
     from CMBDetectionLib.reports.subject_report import report_detection
 
@@ -109,8 +98,8 @@ def run_job(store: JobStore, data: DataDir, job: Job, worker: str, engine: WarmE
     results = data.results(job.id)
     checks = _JobChecks(store, job, worker, stopping)
     try:
-        result = engine.detect(read_volume(stored), job, checks.progress, checks.cancel)
-        datasets = read_series_datasets(stored) if is_dicom_input(stored) else None  # DICOM SEG and SR, as cmb-detect
+        image, datasets = read_volume_and_headers(stored)  # the headers for the DICOM SEG and SR, as cmb-detect
+        result = engine.detect(image, job, checks.progress, checks.cancel)
         write_outputs(result, results, volume_stem(job.input_name), dicom_datasets=datasets)
         report_detection(result, volume_stem(job.input_name), job.input_name, results)  # as cmb-cohort writes it
     except DetectionCancelled:
@@ -120,7 +109,7 @@ def run_job(store: JobStore, data: DataDir, job: Job, worker: str, engine: WarmE
         return
     except JOB_ERRORS as exc:
         shutil.rmtree(results, ignore_errors=True)
-        store.fail(job.id, worker, one_line_error(exc, stored, job.input_name))
+        store.fail(job.id, worker, one_line(exc).replace(str(stored), job.input_name))  # the upload's own name
         log.warning("job %s failed (%s)", job.id, type(exc).__name__)  # the message may hold the file name: not logged
         return
     except Exception as exc:  # a bug, not the input: the client gets one line, the log the traceback

@@ -5,7 +5,7 @@ import os
 from CMBDetectionLib.cohort.records import fingerprint, new_record, read_record, stale_reason, write_record
 
 SETTINGS = {"method": "unet", "threshold": None}
-MODEL = {"name": "cmb-unet", "version": "0.6.0", "card_sha256": "abc"}
+MODEL = {"model_name": "cmb-unet", "model_version": "0.6.0", "model_card_sha256": "abc"}
 
 
 def _finished(tmp_path):
@@ -27,7 +27,7 @@ def test_matching_record_is_current_and_keeps_the_row(tmp_path):
 def test_changed_settings_model_or_missing_files_make_it_stale(tmp_path):
     source, folder = _finished(tmp_path)
     assert stale_reason(folder, source, {**SETTINGS, "threshold": 0.2}, MODEL) == "settings changed"
-    assert stale_reason(folder, source, SETTINGS, {**MODEL, "version": "0.7.0"}) == "model changed"
+    assert stale_reason(folder, source, SETTINGS, {**MODEL, "model_version": "0.7.0"}) == "model changed"
     (folder / "report.html").unlink()
     assert stale_reason(folder, source, SETTINGS, MODEL) == "result files missing"
 

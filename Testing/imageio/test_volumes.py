@@ -15,6 +15,7 @@ from CMBDetectionLib.imageio.volumes import (
     lps_to_ras,
     ras_to_index,
     read_volume,
+    read_volume_and_headers,
     volume_stem,
 )
 
@@ -84,6 +85,20 @@ def test_dicom_series_round_trip_keeps_geometry(tmp_path: Path) -> None:
     assert _same_geometry(original, loaded, tol=1e-3)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(loaded), sitk.GetArrayFromImage(original))
     assert volume_stem(tmp_path / "dicom") == "dicom"
+
+
+def test_dicom_headers_are_parsed_once_each_and_follow_the_slices(tmp_path: Path, monkeypatch) -> None:
+    import pydicom
+
+    original = _oblique_volume()
+    _write_dicom_series(original, tmp_path / "dicom", "1.2.826.0.1.3680043.2.1125.2", "SWI")
+    parsed = []
+    monkeypatch.setattr(pydicom, "dcmread", lambda name, **kw: parsed.append(name) or pydicom.filereader.dcmread(name, **kw))
+    image, datasets = read_volume_and_headers(tmp_path / "dicom")
+    assert sorted(parsed) == sorted(str(p) for p in (tmp_path / "dicom").iterdir())  # every file once, no more
+    positions = [[float(v) for v in ds.ImagePositionPatient] for ds in datasets]
+    np.testing.assert_allclose(positions, [image.TransformIndexToPhysicalPoint((0, 0, k)) for k in range(image.GetDepth())], atol=1e-3)
+    assert read_volume_and_headers(_write(tmp_path, "vol.nrrd", original))[1] is None
 
 
 def test_folder_with_two_series_asks_which(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from synthetic_dicom import PATIENT, STUDY, write_mr_series
 
 from CMBDetectionLib.cli.detect import demo_volume, main
 from CMBDetectionLib.errors import OutputFileError
-from CMBDetectionLib.imageio.dicom_series import read_series_datasets
+from CMBDetectionLib.imageio.volumes import read_volume_and_headers
 from CMBDetectionLib.outputs.dicom_outputs import dicom_writers
 from CMBDetectionLib.outputs.dicom_seg import make_segmentation, read_dicom_seg
 from CMBDetectionLib.outputs.dicom_source import DicomSource
@@ -30,7 +30,7 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("dicom_run")
     write_mr_series(sitk.ReadImage(str(demo_volume())), root / "swi", "SWI demo")
     assert main([str(root / "swi"), "-o", str(root / "out"), "-q"]) == 0
-    return {"series": root / "swi", "out": root / "out", "datasets": read_series_datasets(root / "swi")}
+    return {"series": root / "swi", "out": root / "out", "datasets": read_volume_and_headers(root / "swi")[1]}
 
 
 def dciodvfy_errors(path) -> list[str]:

@@ -136,7 +136,7 @@ def test_a_rerun_replaces_the_whole_set_of_its_stem(tmp_path):
 def test_files_from_another_grid_or_run_are_refused(written, tmp_path):
     image, _, result, paths = written
     other, _, _ = synthetic_subject(4, spacing_ijk=(1.0, 1.0, 2.5))
-    with pytest.raises(OutputFileError, match="origin, spacing or direction"):
+    with pytest.raises(OutputFileError, match=r"not on the input volume's grid \(spacing .* differs"):
         read_outputs(paths["mask"].parent, "sub-01_swi", other)
     write_outputs(result, tmp_path, "S")
     rows = output_paths(tmp_path, "S")["lesions_csv"].read_text().splitlines()

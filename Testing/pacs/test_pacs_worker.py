@@ -14,7 +14,7 @@ from synthetic_dicom import write_mr_series
 from CMBDetectionLib.cli.detect import demo_volume
 from CMBDetectionLib.cli.pacs import main
 from CMBDetectionLib.pacs.orthanc_client import OrthancClient
-from CMBDetectionLib.pacs.worker import DEFAULT_MATCH, series_rule
+from CMBDetectionLib.pacs.worker import DEFAULT_MATCH, PacsWorker, series_rule
 
 STABLE_TIMEOUT_S = 30
 
@@ -78,6 +78,30 @@ def test_once_twice_stores_one_seg_and_sr_and_reports_the_broken_series(pacs, ca
     assert seg_tags["ReferencedSeriesSequence"][0]["SeriesInstanceUID"] == pacs["uid"]["swi"]
     report = read_dicom_sr(client.download_series(ours["SR"][0]["ID"], tmp_path)[0])
     assert report.n_lesions == len(report.lesions) == len(seg_tags["SegmentSequence"]) > 0
+
+
+class _CountingClient(OrthancClient):
+    """Records the instances whose tags are asked for."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.asked: list[str] = []
+
+    def instance_tags(self, instance_id: str) -> dict:
+        self.asked.append(instance_id)
+        return super().instance_tags(instance_id)
+
+
+def test_later_passes_do_not_ask_again_for_the_tags_of_stored_results(pacs, capsys, orthanc):
+    main([*pacs["argv"], "--once"])  # the SWI gets its SEG and SR (when an earlier test has not stored them)
+    client = _CountingClient(orthanc["url"], orthanc["username"], orthanc["password"])
+    worker = PacsWorker(client, series_rule(DEFAULT_MATCH), detector=lambda image: pytest.fail("processed again"))
+    worker.run_once(lambda outcome: None)
+    ours = _ours(client)
+    assert sorted(client.asked) == sorted(series["Instances"][0] for series in (*ours["SEG"], *ours["SR"]))
+    client.asked.clear()
+    assert worker.run_once(lambda outcome: None) == []  # the broken series waits for a change
+    assert client.asked == []
 
 def test_wrong_password_is_one_line_and_exit_1(pacs, capsys):
     argv = [arg if arg != pacs["argv"][5] else "wrong" for arg in pacs["argv"]]

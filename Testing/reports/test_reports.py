@@ -57,7 +57,9 @@ def test_cohort_report_lists_failures_escaped_and_links_subjects(tmp_path):
         row.update(subject=f"sub-{n}", key=f"sub-{n}", status=status, n_lesions=count, snr=snr,
                    brain_coverage=0.95 if snr else "", error="<script>bad</script> file" if status == "failed" else "")
         rows.append(row)
-    html = write_cohort_report(rows, tmp_path, {"method": "unet", "threshold": None}, {"version": "0.6.0"}).read_text(encoding="utf-8")
+    model = {"model_name": "cmb-unet", "model_version": "0.6.0"}
+    html = write_cohort_report(rows, tmp_path, {"method": "unet", "threshold": None}, model).read_text(encoding="utf-8")
+    assert "cmb-unet 0.6.0" in html
     assert "&lt;script&gt;bad&lt;/script&gt; file" in html and "<script>" not in html
     assert 'href="sub-0/report.html"' in html and 'href="sub-5/report.html"' not in html
     assert re.search(r'href="sub-4/report.html">sub-4</a></td><td>SNR 4\.0', html), "the SNR outlier is flagged"

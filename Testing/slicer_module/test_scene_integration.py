@@ -137,9 +137,16 @@ def test_auto_takes_the_gpu_provider_and_says_when_it_falls_back():
     assert "CUDAExecutionProvider" in warning and "CPU" in warning
 
 
-def test_two_stage_without_tensorflow_is_explained():
+def test_two_stage_note_only_when_neither_onnx_export_nor_tensorflow_can_run_it(tmp_path):
+    from CMBDetectionLib.model_store import load_card, model_dir
     from CMBDetectionLogic.run_state import method_note
 
-    assert "TensorFlow" in method_note("two-stage", lambda: False)
-    assert method_note("two-stage", lambda: True) == "" and method_note("unet", lambda: False) == ""
+    # The shipped model runs on ONNX Runtime without TensorFlow (runtime.py's doctest), so no warning.
+    assert method_note("two-stage", tensorflow_installed=lambda: False) == ""
+    keras_only = {key: value for key, value in load_card(model_dir("resnet50")).items() if key != "onnx"}
+    keras_only["weights"] = "weights.npz"
+    assert "TensorFlow" in method_note("two-stage", lambda: keras_only, lambda: False)
+    assert method_note("two-stage", lambda: keras_only, lambda: True) == ""
+    assert str(tmp_path) in method_note("two-stage", lambda: load_card(tmp_path))
+    assert method_note("unet", lambda: keras_only, lambda: False) == ""
 
