@@ -60,9 +60,13 @@ class StageSettings:
         stored = {**card.get("candidates", {}), **card.get("patches", {})}
         return cls(**{k: stored[k] for k in cls.__dataclass_fields__ if k in stored})
 
+    def shape_limits(self) -> dict[str, float]:
+        """The size/shape filter's keyword arguments (:func:`kmeans_candidates.filter_components`)."""
+        return {k: getattr(self, k) for k in ("min_diameter_mm", "max_diameter_mm", "max_elongation")}
+
     def card_sections(self) -> dict[str, dict[str, Any]]:
         return {
-            "candidates": {k: getattr(self, k) for k in ("n_clusters", "min_diameter_mm", "max_diameter_mm", "max_elongation")},
+            "candidates": {"n_clusters": self.n_clusters, **self.shape_limits()},
             "patches": {
                 "patch_size": self.patch_size,
                 "field_of_view_mm": self.field_of_view_mm,
@@ -87,10 +91,8 @@ def stage_one(axial: sitk.Image, settings: StageSettings = StageSettings()) -> S
     array = sitk.GetArrayFromImage(axial).astype(np.float32, copy=False)
     spacing = tuple(axial.GetSpacing()[::-1])
     brain = brain_mask_array(array, spacing)
-    labels, found = find_kmeans_candidates(
-        array, brain, spacing, n_clusters=settings.n_clusters, min_diameter_mm=settings.min_diameter_mm,
-        max_diameter_mm=settings.max_diameter_mm, max_elongation=settings.max_elongation,
-    )
+    labels, found = find_kmeans_candidates(array, brain, spacing, n_clusters=settings.n_clusters,
+                                           **settings.shape_limits())
     centres = np.array([c.centre_kji for c in found], dtype=float).reshape(-1, 3)
     patches = extract_patches(
         normalise_intensity(array), centres, spacing, patch_size=settings.patch_size,

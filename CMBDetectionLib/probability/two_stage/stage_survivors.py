@@ -71,8 +71,7 @@ def stage_survivors(
     spacing = np.asarray(spacing_kji, dtype=float)
     brain = brain_mask_array(array, tuple(spacing))
     dark, core = dark_and_core(array, brain, tuple(spacing), n_clusters=settings.n_clusters)
-    _, candidates = filter_components(dark, tuple(spacing), core=core, min_diameter_mm=settings.min_diameter_mm,
-                                      max_diameter_mm=settings.max_diameter_mm, max_elongation=settings.max_elongation)
+    _, candidates = filter_components(dark, tuple(spacing), core=core, **settings.shape_limits())
     labels, count = label_components(truth)
     index = np.arange(1, count + 1)
     centres = component_centres_mm(labels, count, spacing)
