@@ -4,8 +4,8 @@ For every subject of each set folder (``phantom_SSSSS_swi.nii.gz`` with its ``_c
 ``scripts/ood_matrix.py`` and ``cmb-phantom`` write them) prints, per set: CMBs, candidate sensitivity (a CMB is
 found when a candidate centre lies within ``MATCH_DISTANCE_MM`` of it, one to one), candidates per subject, and
 where each missed CMB drops out (:mod:`CMBDetectionLib.probability.two_stage.stage_survivors`): outside the brain
-mask, on its rim, not in the k-means dark core, or removed by the shape/size filter. Then the pooled line and
-whether the issue's target (sensitivity >= 0.95 with at most about 150 candidates per subject) is met.
+mask, on its rim, not in the k-means dark cluster, no region passing the shape/size filter, or ranked past the
+cap. Then the pooled line and whether the issue's target (sensitivity >= 0.95 with at most about 150 candidates per subject) is met.
 
     python scripts/two_stage_candidates.py /work/data/ood --n 2 --json stage_one.json
     python scripts/two_stage_candidates.py /tmp/train_phantoms --flat        # one folder of subjects

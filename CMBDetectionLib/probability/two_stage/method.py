@@ -1,9 +1,9 @@
 """Two-stage method (Afzal et al. 2022): skull removal, k-means candidates, shape filter, ResNet50 classifier.
 
-Volume -> axial orientation -> brain mask -> darkest k-means cluster -> 2-10 mm round components (candidates)
--> one patch per candidate -> ResNet50 probability -> each candidate's voxels filled with its probability
-(0 elsewhere) on the input grid. ``pipeline.detect(image, method="two-stage")`` thresholds that map like the
-UNet's, so both methods give the same outputs.
+Volume -> axial orientation -> brain mask -> local contrast -> darkest k-means cluster -> 2-10 mm round regions
+around its minima, ranked (candidates) -> one patch per candidate -> ResNet50 probability -> each candidate's
+voxels filled with its probability (0 elsewhere) on the input grid. ``pipeline.detect(image, method="two-stage")``
+thresholds that map like the UNet's, so both methods give the same outputs.
 
 Candidate and patch settings are read from the model card, so inference uses what the classifier was trained on.
 
@@ -27,6 +27,7 @@ from CMBDetectionLib.model_store import model_dir as resolve_model_dir
 from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
 from CMBDetectionLib.probability.two_stage.classifier import MODEL_NAME, to_network_input
 from CMBDetectionLib.probability.two_stage.kmeans_candidates import (
+    MAX_CANDIDATES,
     MAX_DIAMETER_MM,
     MAX_ELONGATION,
     MIN_DIAMETER_MM,
@@ -54,6 +55,7 @@ class StageSettings:
     min_diameter_mm: float = MIN_DIAMETER_MM
     max_diameter_mm: float = MAX_DIAMETER_MM
     max_elongation: float = MAX_ELONGATION
+    max_candidates: int = MAX_CANDIDATES  # the classifier sees the best-ranked ones only
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> StageSettings:
@@ -66,7 +68,7 @@ class StageSettings:
 
     def card_sections(self) -> dict[str, dict[str, Any]]:
         return {
-            "candidates": {"n_clusters": self.n_clusters, **self.shape_limits()},
+            "candidates": {"n_clusters": self.n_clusters, **self.shape_limits(), "max_candidates": self.max_candidates},
             "patches": {
                 "patch_size": self.patch_size,
                 "field_of_view_mm": self.field_of_view_mm,
@@ -92,7 +94,7 @@ def stage_one(axial: sitk.Image, settings: StageSettings = StageSettings()) -> S
     spacing = tuple(axial.GetSpacing()[::-1])
     brain = brain_mask_array(array, spacing)
     labels, found = find_kmeans_candidates(array, brain, spacing, n_clusters=settings.n_clusters,
-                                           **settings.shape_limits())
+                                           max_candidates=settings.max_candidates, **settings.shape_limits())
     centres = np.array([c.centre_kji for c in found], dtype=float).reshape(-1, 3)
     patches = extract_patches(
         normalise_intensity(array), centres, spacing, patch_size=settings.patch_size,

@@ -172,7 +172,8 @@ def test_shipped_two_stage_model_finds_the_cmbs_of_an_unseen_phantom():
     subject = generate_subject(303)  # 15 CMBs; a test seed: never in training (1000-8999) or held-out (9000+) data
     result = detect(sitk.Cast(subject.image, sitk.sitkFloat32), method="two-stage", mars=False, device="cpu")
     scores = lesion_metrics(sitk.GetArrayFromImage(subject.cmb_mask), result.mask, subject.image.GetSpacing()[::-1])
-    # Shipped model (card: held-out lesion sensitivity 0.58, 40 FP/subject) finds 9 of 15 here, with 30 FP.
+    # Shipped classifier with the local-contrast stage one (held-out 9200-9219: sensitivity 0.72, 49 FP/subject)
+    # finds 11 of 15 here, with 48 FP.
     assert scores["n_gt"] >= 10
     assert scores["lesion_sensitivity"] >= 0.5, scores
-    assert scores["fp"] <= 45, scores
+    assert scores["fp"] <= 60, scores
