@@ -20,7 +20,7 @@ Seeds lie at least ``EDGE_MARGIN_MM`` inside the brain mask (its rim holds skull
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -126,8 +126,7 @@ def label_candidates(shape: tuple[int, ...], ranked: list[Candidate], max_candid
     numbered = []
     for label, candidate in enumerate(kept, start=1):
         labels[tuple(candidate.voxels.T)] = label
-        numbered.append(Candidate(label, candidate.centre_kji, candidate.diameter_mm, candidate.elongation,
-                                  candidate.n_voxels, candidate.level, candidate.voxels))
+        numbered.append(replace(candidate, label=label))
     return labels, numbered
 
 
