@@ -61,8 +61,8 @@ def model_provenance(method: str, model_dir: str | os.PathLike | None) -> dict[s
 
 
 def lesion_filter_for(method: str, model_dir: str | os.PathLike | None, enabled: bool = True) -> LesionFilter | None:
-    """The UNet's 3D false-positive filter when ``enabled`` and its model folder has one, else None."""
-    if method != "unet" or not enabled:
+    """The method's 3D false-positive filter when ``enabled`` and its model folder's card lists one, else None."""
+    if not enabled:
         return None
     folder = find_model_dir(method_entry(method).model_folder, model_dir)
     return load_lesion_filter(folder) if has_lesion_filter(folder) else None
@@ -145,7 +145,7 @@ def detect(
 
     ``progress(fraction)`` receives 0..1; ``cancel()`` returning True raises :class:`DetectionCancelled`.
     ``backend`` is a name (``auto``, ``tensorflow``, ``onnxruntime``, ``keras``) or a ready backend object.
-    With ``use_lesion_filter`` (the default) and a filter in the UNet's model folder, the UNet map goes
+    With ``use_lesion_filter`` (the default) and a filter in the method's model folder, the candidates go
     through the 3D false-positive filter (:mod:`lesion_filter`) and ``threshold`` applies to lesion scores.
     ``threshold=None`` takes the operating threshold chosen on validation data (:func:`default_threshold`).
     With ``redraw_outlines`` (the default) each lesion is redrawn at half signal loss and lesions whose outline
@@ -158,14 +158,18 @@ def detect(
     if threshold is None:
         threshold = default_threshold(method, model_dir, lesion_filter)
     implementation = entry.load()
-    share = PREDICTION_SHARE if lesion_filter is None else FILTERED_PREDICTION_SHARE
+    # The two-stage method filters its own candidates (the filter scores stage one's regions); the UNet's map
+    # goes through the filter here, on candidates found at its peaks.
+    inside = {"lesion_filter": lesion_filter or False} if method == "two-stage" else {}
+    after = lesion_filter is not None and not inside
+    share = FILTERED_PREDICTION_SHARE if after else PREDICTION_SHARE
     registration = start_registration(image) if mars else None
     with _stage(timings, "network"):
         probability = implementation.predict_probability(
             image, device=device, backend=backend, progress=_scaled(progress, 0.0, share), cancel=cancel,
-            model_dir=model_dir,
+            model_dir=model_dir, **inside,
         )
-    if lesion_filter is not None:
+    if after:
         with _stage(timings, "lesion_filter"):
             probability = lesion_probability(image, probability, lesion_filter)
         if progress is not None:

@@ -60,12 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("auto", *BACKEND_FACTORIES), default="auto",
                         help="inference library (default auto: the fastest available; keras: any KERAS_BACKEND)")
     parser.add_argument("--threshold", type=float,
-                        help="threshold, 0..1, on the lesion score of the UNet's 3D false-positive filter (on the "
-                             "voxel probability with --no-lesion-filter or --method two-stage); default: the operating "
-                             "threshold chosen on validation data (model card), 0.5 for two-stage")
+                        help="threshold, 0..1, on the lesion score of the 3D false-positive filter (with "
+                             "--no-lesion-filter: on the UNet's voxel probability or the ResNet50's patch probability); "
+                             "default: the operating threshold chosen on validation data (model card), else 0.5")
     parser.add_argument("--no-lesion-filter", action="store_true",
-                        help="unet: threshold the UNet's voxel probabilities directly, as in the paper, without the "
-                             "3D false-positive filter")
+                        help="without the 3D false-positive filter, as in the papers: threshold the UNet's voxel "
+                             "probabilities, or the ResNet50's patch probabilities, directly")
     parser.add_argument("--detector-outlines", action="store_true",
                         help="keep the detector's lesions and outlines: no redrawing at half signal loss on the SWI "
                              "image, and no dropping of low-score lesions whose outline runs along a vein")

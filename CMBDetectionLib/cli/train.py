@@ -30,6 +30,8 @@ examples:
       --validation-subjects models/unet/split.json   # fine-tune with domain randomisation (checkpoint each epoch)
   cmb-train fresh_phantoms/ -o models/unet --method lesion-filter --eval-dir heldout/
       # 3D false-positive filter for the UNet in models/unet: fitted on 80% of the subjects, threshold on 20%
+  cmb-train fresh_phantoms/ -o models/resnet50 --method lesion-filter
+      # the same for the two-stage method, on its stage-one candidates and ResNet50 probabilities
   cmb-train phantoms/ -o runs/resnet50 --method two-stage --epochs 11 --batch-size 16 --patch-size 64
       # two-stage (Afzal et al.): trains the ResNet50; add --eval-dir heldout/; a rerun resumes after the last epoch"""
 
@@ -64,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes preparing augmented batches (default 1; 4-8 keep a GPU busy)")
     parser.add_argument("--method", choices=("unet", "lesion-filter", "two-stage"), default="unet",
-                        help="unet (default); lesion-filter: the UNet's 3D false-positive filter, for the UNet already "
-                             "in OUTDIR, on subjects it did not train on; two-stage: ResNet50 on k-means candidate "
-                             "patches (Afzal et al. 2022)")
+                        help="unet (default); lesion-filter: the 3D false-positive filter for the model already in "
+                             "OUTDIR (UNet or two-stage ResNet50), on subjects it did not train on; two-stage: ResNet50 "
+                             "on k-means candidate patches (Afzal et al. 2022)")
     parser.add_argument("--patch-size", type=int, default=64, help="two-stage: ResNet50 input size in pixels (default 64; paper 224)")
     parser.add_argument("--patch-input", choices=("2.5d", "paper"), default="2.5d",
                         help="two-stage: patch channels: 2.5d = slices k-1, k, k+1 (default); paper = slice k three times")
@@ -133,19 +135,21 @@ def _train_two_stage(args: argparse.Namespace) -> int:
 
 
 def _train_lesion_filter(args: argparse.Namespace) -> int:
-    """``--method lesion-filter``: fit the UNet's false-positive filter and record it in OUTDIR's card."""
-    from CMBDetectionLib.model_store import CARD_NAME
+    """``--method lesion-filter``: fit the 3D false-positive filter of the model in OUTDIR (the UNet, or the
+    two-stage ResNet50 when its card holds patch settings) and record it in OUTDIR's card."""
+    from CMBDetectionLib.model_store import CARD_NAME, load_card
     from CMBDetectionLib.training.lesion_filter import train_lesion_filter
 
     if not (Path(args.output) / CARD_NAME).is_file():
-        raise CLIError(f"{args.output}: no trained UNet here ({CARD_NAME} missing); train one first "
-                       f"(cmb-train DATA -o {args.output}) or point -o at a UNet model folder such as models/unet.")
+        raise CLIError(f"{args.output}: no trained model here ({CARD_NAME} missing); train one first "
+                       f"(cmb-train DATA -o {args.output}) or point -o at a model folder such as models/unet.")
+    method = "two-stage" if "patches" in load_card(Path(args.output)) else "unet"  # the ResNet50's patch settings
     with percent_bar("lesion filter", args.quiet) as progress:
-        card = train_lesion_filter(args.data_dir, args.output, val_fraction=args.val_fraction, seed=args.seed,
-                                   eval_dir=args.eval_dir, progress=progress)
+        card = train_lesion_filter(args.data_dir, args.output, method=method, val_fraction=args.val_fraction,
+                                   seed=args.seed, eval_dir=args.eval_dir, progress=progress)
     record = card["lesion_filter"]
     summary = record.get("held_out", record["validation"])["mean"]
-    print(f"cmb-train: lesion filter written to {args.output} (threshold {record['threshold']}); "
+    print(f"cmb-train: {method} lesion filter written to {args.output} (threshold {record['threshold']}); "
           + ", ".join(f"{k}={summary[k]}" for k in ("lesion_sensitivity", "fp", "dice") if k in summary))
     return EXIT_OK
 

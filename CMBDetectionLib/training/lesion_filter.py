@@ -1,8 +1,10 @@
-"""Train the UNet's 3D false-positive filter (:mod:`lesion_filter`) and record it in the UNet's model card.
+"""Train a method's 3D false-positive filter (:mod:`lesion_filter`) and record it in that model's card.
 
-The filter must learn from the UNet's behaviour on subjects it never trained on (on its own training data
-the UNet is overconfident), so give it fresh labelled volumes. They are split by subject (80:20, seeded):
-the boosted trees are fitted on the candidates of the first part; the operating threshold is chosen from
+The filter scores the UNet's candidates (its probability peaks) or the two-stage method's (stage one's regions
+with the ResNet50's probability): :mod:`filter_candidates`. It must learn from the model's behaviour on subjects
+it never trained on (on its own training data a network is overconfident), so give it fresh labelled volumes.
+They are split by subject (80:20, seeded): the boosted trees are fitted on the candidates of the first part;
+the operating threshold is chosen from
 :data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE` (the best Dice among thresholds
 reaching sensitivity 0.90 within 1 false positive per subject), scored with the VALDO metrics on whole volumes
 as ``detect()`` reports them (outlines redrawn, vein segments dropped: :func:`pipeline.outlined_lesions`).
@@ -10,6 +12,7 @@ An optional separate held-out folder is scored at that threshold. ``lesion_filte
 model folder, and its checksum, data, split and metrics into the card.
 
 >>> card = train_lesion_filter("fresh_phantoms/", "models/unet", eval_dir="heldout/")   # doctest: +SKIP
+>>> card = train_lesion_filter("fresh_phantoms/", "models/resnet50", method="two-stage")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,26 +32,20 @@ from CMBDetectionLib.lesions.filter import (
     BOOSTING,
     FILTER_FILE,
     LesionFilter,
-    candidate_table,
     fit_lesion_filter,
-    lesion_probability,
 )
 from CMBDetectionLib.model_store import load_card, model_dir, write_card
 from CMBDetectionLib.pipeline import outlined_lesions
-from CMBDetectionLib.probability.backends.choice import make_backend
-from CMBDetectionLib.probability.unet.inference import predict_probability
-from CMBDetectionLib.training.data import TrainingPair, find_pairs, read_labelled, split_subjects
+from CMBDetectionLib.probability.registry import method_entry
+from CMBDetectionLib.training.data import TrainingPair, find_pairs, split_subjects
+from CMBDetectionLib.training.filter_candidates import CandidateSource, candidate_source
 from CMBDetectionLib.training.validation_scores import evaluate_maps
 
+#: what the filter scores, per method (recorded in the card)
+CANDIDATES = {"unet": "UNet candidates",
+              "two-stage": "stage-one candidates scored by the ResNet50 (its probability as peak and mean)"}
 #: operating thresholds on the lesion score scored on the validation subjects
 FILTER_THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def _candidates(pair: TrainingPair, backend) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ground-truth mask, candidate labels, candidate features) of one labelled volume."""
-    image, truth = read_labelled(pair)
-    labels, features = candidate_table(image, predict_probability(image, backend=backend))
-    return truth, labels, features
 
 
 def candidate_targets(labels: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -65,14 +62,14 @@ def candidate_targets(labels: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def score_subjects(
-    pairs: Iterable[TrainingPair], lesion_filter: LesionFilter, backend, thresholds: Iterable[float],
+    pairs: Iterable[TrainingPair], lesion_filter: LesionFilter, source: CandidateSource, thresholds: Iterable[float],
     progress: Callable[[], None] = lambda: None,
 ) -> dict[float, list[dict[str, Any]]]:
-    """Voxel + lesion metrics of UNet + filter on whole volumes, one row per subject for each threshold, with
+    """Voxel + lesion metrics of method + filter on whole volumes, one row per subject for each threshold, with
     the lesions ``detect()`` reports (outlines redrawn, vein segments dropped)."""
 
     def lesion_map(image: sitk.Image) -> np.ndarray:
-        return lesion_probability(image, predict_probability(image, backend=backend), lesion_filter)
+        return source.lesion_map(image, lesion_filter)
 
     def lesion_mask(image: sitk.Image, score_map: np.ndarray, threshold: float) -> np.ndarray:
         return outlined_lesions(image, score_map, threshold)[0] > 0
@@ -80,12 +77,12 @@ def score_subjects(
     return evaluate_maps(pairs, lesion_map, thresholds, lesion_mask=lesion_mask, progress=progress)
 
 
-def fit_on_subjects(pairs: list[TrainingPair], backend, progress: Callable[[], None] = lambda: None
+def fit_on_subjects(pairs: list[TrainingPair], source: CandidateSource, progress: Callable[[], None] = lambda: None
                     ) -> tuple[LesionFilter, dict[str, int]]:
     """The filter fitted on every candidate of ``pairs`` (threshold still the default) and candidate counts."""
     features, targets = [], []
     for pair in pairs:
-        truth, labels, table = _candidates(pair, backend)
+        truth, labels, table = source.table(pair)
         features.append(table)
         targets.append(candidate_targets(labels, truth))
         progress()
@@ -95,12 +92,13 @@ def fit_on_subjects(pairs: list[TrainingPair], backend, progress: Callable[[], N
 
 
 def validate_and_save(
-    folder: Path, fitted: LesionFilter, validation: list[TrainingPair], held_out: list[TrainingPair], backend,
+    folder: Path, fitted: LesionFilter, validation: list[TrainingPair], held_out: list[TrainingPair],
+    source: CandidateSource,
     progress: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Choose the operating threshold on ``validation``, save the filter with it into ``folder``, score
     ``held_out`` at it; returns the card's metric entries."""
-    by_threshold = score_subjects(validation, fitted, backend, FILTER_THRESHOLDS, progress)
+    by_threshold = score_subjects(validation, fitted, source, FILTER_THRESHOLDS, progress)
     threshold = choose_threshold(by_threshold)
     lesion_filter = dataclasses.replace(fitted, threshold=threshold)
     lesion_filter.save(folder)
@@ -111,13 +109,13 @@ def validate_and_save(
         "validation_by_threshold": {str(t): metric_block(r)["mean"] for t, r in by_threshold.items()},
     }
     if held_out:
-        rows = score_subjects(held_out, lesion_filter, backend, (threshold,), progress)[threshold]
+        rows = score_subjects(held_out, lesion_filter, source, (threshold,), progress)[threshold]
         metrics["held_out"] = metric_block(rows)
     return metrics
 
 
 def record_in_card(folder: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """Write the filter's ``record`` and its file's checksum into the UNet's card; returns the new card."""
+    """Write the filter's ``record`` and its file's checksum into the model's card; returns the new card."""
     card = load_card(folder)
     files = [name for name in card.get("files", {}) if name != FILTER_FILE] + [FILTER_FILE]
     write_card(folder, {k: v for k, v in card.items() if k != "files"} | {"lesion_filter": record}, files)
@@ -126,23 +124,25 @@ def record_in_card(folder: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 def train_lesion_filter(
     data_dir: str | os.PathLike,
-    unet_dir: str | os.PathLike | None = None,
+    model_folder: str | os.PathLike | None = None,
     *,
+    method: str = "unet",
     val_fraction: float = 0.2,
     seed: int = 0,
     eval_dir: str | os.PathLike | None = None,
     backend: str = "auto",
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
-    """Fit, choose the threshold, save ``lesion_filter.json`` into the UNet folder and return the updated card."""
-    folder = model_dir("unet", unet_dir)
-    load_card(folder)  # fails early, and clearly, without a UNet
+    """Fit, choose the threshold, save ``lesion_filter.json`` into the folder of ``method``'s model ('unet' or
+    'two-stage') and return the updated card."""
+    folder = model_dir(method_entry(method).model_folder, model_folder)
+    load_card(folder)  # fails early, and clearly, without a model
     pairs = find_pairs(data_dir)
     train, validation = split_subjects(pairs, val_fraction, seed)
     if len(train) < 2 or not validation:
         raise ValueError(f"{data_dir}: {len(pairs)} subjects; the filter needs at least 3 (2 to fit, 1 to validate).")
     held_out = find_pairs(eval_dir) if eval_dir else []
-    runner = make_backend(backend, folder)
+    source = candidate_source(method, folder, backend)
     total, done = len(train) + len(validation) + len(held_out), [0]
 
     def advance() -> None:
@@ -150,14 +150,14 @@ def train_lesion_filter(
         if progress is not None:
             progress(done[0] / total)
 
-    fitted, counts = fit_on_subjects(train, runner, advance)
-    metrics = validate_and_save(folder, fitted, validation, held_out, runner, advance)
+    fitted, counts = fit_on_subjects(train, source, advance)
+    metrics = validate_and_save(folder, fitted, validation, held_out, source, advance)
     splits = fitted.trees.split_counts(len(FEATURE_NAMES))
     if held_out:
         metrics["held_out"] = {"source": str(eval_dir), **metrics["held_out"]}
     return record_in_card(folder, {
         "file": FILTER_FILE,
-        "method": "3D false-positive reduction: gradient-boosted trees on lesion_features of UNet candidates",
+        "method": f"3D false-positive reduction: gradient-boosted trees on lesion_features of {CANDIDATES[method]}",
         "boosting": BOOSTING,
         "splits_per_feature": dict(zip(FEATURE_NAMES, splits.tolist())),
         "training_data": {"source": str(data_dir), "n_fit_subjects": len(train), "n_validation_subjects": len(validation),

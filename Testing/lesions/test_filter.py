@@ -218,7 +218,7 @@ def test_cmb_train_lesion_filter_fits_chooses_a_threshold_and_records_it(unet_co
 def test_cmb_train_lesion_filter_needs_a_unet_first(tmp_path, capsys):
     data = write_dataset(tmp_path / "fresh", 3, shape_kji=(8, 64, 64))
     assert train_main([str(data), "-o", str(tmp_path / "empty"), "--method", "lesion-filter", "-q"]) != 0
-    assert "no trained UNet here" in capsys.readouterr().err
+    assert "no trained model here" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not has_lesion_filter(SHIPPED), reason="the shipped UNet has no lesion filter")

@@ -1,9 +1,16 @@
 """Two-stage method (Afzal et al. 2022): skull removal, k-means candidates, shape filter, ResNet50 classifier.
 
 Volume -> axial orientation -> brain mask -> local contrast -> darkest k-means cluster -> 2-10 mm round regions
-around its minima, ranked (candidates) -> one patch per candidate -> ResNet50 probability -> each candidate's
-voxels filled with its probability (0 elsewhere) on the input grid. ``pipeline.detect(image, method="two-stage")``
-thresholds that map like the UNet's, so both methods give the same outputs.
+around its minima, ranked (candidates) -> one patch per candidate -> ResNet50 probability -> [3D false-positive
+filter] -> each candidate's voxels filled with its score (0 elsewhere) on the input grid.
+``pipeline.detect(image, method="two-stage")`` thresholds that map like the UNet's, so both methods give the
+same outputs.
+
+The ResNet50 sees one 2D patch; on it a vein cut across looks like a microbleed, so alone it keeps tens of false
+positives per subject. When the model card lists a 3D false-positive filter (:mod:`lesions.filter`, the UNet's
+kind, fitted on this method's candidates by ``cmb-train --method lesion-filter``), each candidate's score is
+the filter's, from the classifier's probability and the candidate's 3D shape and contrast
+(:mod:`lesions.features`).
 
 Candidate and patch settings are read from the model card, so inference uses what the classifier was trained on.
 
@@ -22,6 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.errors import DetectionCancelled
+from CMBDetectionLib.lesions.features import candidate_features
+from CMBDetectionLib.lesions.filter import LesionFilter, has_lesion_filter, load_lesion_filter
 from CMBDetectionLib.model_store import CARD_NAME, load_card
 from CMBDetectionLib.model_store import model_dir as resolve_model_dir
 from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
@@ -134,6 +143,33 @@ def classify_patches(
     return scores
 
 
+def lesion_filter_of(model_dir: str | os.PathLike | None = None) -> LesionFilter | None:
+    """The 3D false-positive filter the ResNet50 folder's card lists, or None."""
+    folder = resolve_model_dir(MODEL_NAME, model_dir)
+    return load_lesion_filter(folder) if has_lesion_filter(folder) else None
+
+
+def classifier_map(first: StageOne, classifier_scores: np.ndarray) -> np.ndarray:
+    """``float32`` map: each candidate's voxels (``first.labels``) hold its classifier probability, 0 elsewhere."""
+    return np.concatenate([[0.0], classifier_scores]).astype(np.float32)[first.labels]
+
+
+def candidate_table(axial: sitk.Image, first: StageOne, probability: np.ndarray) -> np.ndarray:
+    """The 3D feature rows (:data:`lesions.features.FEATURE_NAMES`) of stage one's candidates, scored by
+    ``probability`` (:func:`classifier_map`)."""
+    return candidate_features(sitk.GetArrayViewFromImage(axial), probability, first.labels, axial.GetSpacing()[::-1])
+
+
+def candidate_scores(
+    axial: sitk.Image, first: StageOne, classifier_scores: np.ndarray, lesion_filter: LesionFilter | None
+) -> np.ndarray:
+    """:func:`classifier_map`, or with ``lesion_filter`` each candidate's filter score in its place."""
+    probability = classifier_map(first, classifier_scores)
+    if lesion_filter is None:
+        return probability
+    return lesion_filter.score_map(first.labels, candidate_table(axial, first, probability))
+
+
 def predict_probability(
     image: sitk.Image,
     *,
@@ -142,18 +178,22 @@ def predict_probability(
     progress: Callable[[float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     model_dir: str | os.PathLike | None = None,
+    lesion_filter: bool | LesionFilter = True,
 ) -> np.ndarray:
-    """``[k, j, i] float32`` on ``image``'s grid: each kept candidate's voxels hold its classifier probability.
+    """``[k, j, i] float32`` on ``image``'s grid: each kept candidate's voxels hold its score.
 
     ``backend``: ``auto`` (the model's ONNX export with ONNX Runtime when both are there, else TensorFlow),
     ``onnxruntime`` or ``tensorflow``, or a ready runner (:class:`.runtime.ClassifierRunner`, used with the card
-    of ``model_dir``).
+    of ``model_dir``). ``lesion_filter``: True scores with the card's 3D false-positive filter when it lists one,
+    False with the classifier alone; a :class:`LesionFilter` is used as given (training chooses its threshold so).
     """
     if isinstance(backend, str):
         check_choice(backend, device)  # reject a bad name before the long work
         runner, card = load_model(model_dir, backend, device)
     else:
         runner, card = backend, load_card(resolve_model_dir(MODEL_NAME, model_dir))
+    if isinstance(lesion_filter, bool):
+        lesion_filter = lesion_filter_of(model_dir) if lesion_filter else None
     orientation = orientation_of(image)
     axial = to_axial(sitk.Cast(image, sitk.sitkFloat32))
     if cancel is not None and cancel():
@@ -161,9 +201,9 @@ def predict_probability(
     first = stage_one(axial, StageSettings.from_card(card))
     if progress is not None:
         progress(0.5)
-    scaled = None if progress is None else (lambda f: progress(0.5 + 0.5 * f))
+    scaled = None if progress is None else (lambda f: progress(0.5 + 0.45 * f))
     scores = classify_patches(runner, first.patches, progress=scaled, cancel=cancel)
-    probability = np.concatenate([[0.0], scores]).astype(np.float32)[first.labels]
+    probability = candidate_scores(axial, first, scores, lesion_filter)
     result = sitk.GetImageFromArray(probability)
     result.CopyInformation(axial)
     if progress is not None:

@@ -177,3 +177,35 @@ def test_shipped_two_stage_model_finds_the_cmbs_of_an_unseen_phantom():
     assert scores["n_gt"] >= 10
     assert scores["lesion_sensitivity"] >= 0.5, scores
     assert scores["fp"] <= 60, scores
+
+
+def test_two_stage_lesion_filter_is_trained_on_stage_one_candidates_and_used_by_detect(tiny_model_dir, tmp_path):
+    import shutil
+
+    from synthetic_cmb import write_dataset
+
+    from CMBDetectionLib.cli.train import main as train_main
+    from CMBDetectionLib.lesions.filter import FILTER_FILE, load_lesion_filter
+    from CMBDetectionLib.model_store import load_card, sha256_of
+    from CMBDetectionLib.pipeline import detect
+    from CMBDetectionLib.probability.two_stage.method import predict_probability
+    from CMBDetectionLib.training.data import find_pairs, read_labelled
+    from CMBDetectionLib.training.lesion_filter import FILTER_THRESHOLDS
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "resnet50")
+    data = write_dataset(tmp_path / "fresh", 5, seed0=70, shape_kji=(12, 96, 96), n_cmbs=3, n_distractors=6)
+    assert train_main([str(data), "-o", str(folder), "--method", "lesion-filter", "-q"]) == 0
+    card = load_card(folder)
+    record = card["lesion_filter"]
+    assert "stage-one candidates" in record["method"] and card["files"][FILTER_FILE] == sha256_of(folder / FILTER_FILE)
+    assert record["threshold"] in FILTER_THRESHOLDS and record["training_data"]["n_true_candidates"] >= 1
+
+    image, _ = read_labelled(find_pairs(data)[0])
+    filtered = predict_probability(image, model_dir=folder, device="cpu")
+    plain = predict_probability(image, model_dir=folder, device="cpu", lesion_filter=False)
+    assert np.array_equal(filtered > 0, plain > 0)  # the same candidates, rescored
+    assert not np.allclose(filtered, plain)
+    result = detect(image, method="two-stage", model_dir=folder, mars=False, device="cpu")
+    assert result.provenance["lesion_filter"] and result.provenance["threshold"] == load_lesion_filter(folder).threshold
+    paper = detect(image, method="two-stage", model_dir=folder, mars=False, device="cpu", use_lesion_filter=False)
+    assert not paper.provenance["lesion_filter"] and paper.provenance["threshold"] == 0.5
