@@ -36,7 +36,7 @@ if _UNSUPPORTED:
 
 from CMBDetectionLogic import CorrectionsWouldBeLost, DetectionLogic, DetectionSettings, Device, Method, RunStatus  # noqa: E402
 from CMBDetectionLogic.dependencies import ensure_dependencies  # noqa: E402
-from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD  # noqa: E402
+from CMBDetectionLogic.parameters import DEFAULT_THRESHOLD, threshold_after_change  # noqa: E402
 from CMBDetectionLogic.remote_run import ServerSettings  # noqa: E402
 from CMBDetectionLogic.run_state import RunState, detect_button, input_state, method_note  # noqa: E402
 from CMBDetectionLogic.sample_data import demo_sample  # noqa: E402
@@ -116,6 +116,7 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = logic
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._thresholdChoice: tuple[str, bool] | None = None
         self._run = None
         self._cancelling = False
         self._timer = qt.QTimer()
@@ -198,6 +199,7 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
         self._parameterNode = inputParameterNode
+        self._thresholdChoice = None  # a node's own threshold stands until its method or filter changes
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
@@ -219,13 +221,22 @@ class CMBDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.marsTableView.setMRMLTableNode(results.nodes.mars_table if results else None)
         for widget in (self.ui.rejectButton, self.ui.addLesionButton, self.ui.exportButton):
             widget.enabled = results is not None and self._run is None
-        # The 3D false-positive filter belongs to the UNet; the two-stage method has its own classifier.
-        self.ui.lesionFilterCheckBox.enabled = self._parameterNode is not None and self._parameterNode.method == Method.UNET
+        self._followThreshold()
         # A run's results belong to the volume it started on: no switching while it runs.
         self.ui.inputVolumeSelector.enabled = self._run is None
         note = method_note(self._parameterNode.method.value) if self._parameterNode else ""
         if note and self._run is None:
             self._showMessage(note)
+
+    def _followThreshold(self) -> None:
+        """Another method, or the filter switched, scores on another scale: show that choice's default threshold."""
+        if self._parameterNode is None:
+            return
+        choice = (self._parameterNode.method.value, bool(self._parameterNode.lesionFilter))
+        previous, self._thresholdChoice = self._thresholdChoice, choice
+        threshold = threshold_after_change(previous, choice)
+        if threshold is not None:
+            self._parameterNode.threshold = threshold
 
     def _showMessage(self, message: str) -> None:
         self.ui.statusLabel.text = message

@@ -17,10 +17,22 @@ from typing import Any
 METHODS = {"unet": "UNet (end to end)", "two-stage": "Two-stage (k-means candidates + ResNet50)"}
 #: device value -> label shown in the GUI
 DEVICES = {"auto": "Auto (GPU if available)", "gpu": "GPU", "cpu": "CPU"}
-#: the shipped UNet's operating threshold with its 3D false-positive filter (``lesion_filter.json``, chosen on
-#: validation data); a constant because the engine may not be installed yet when Slicer loads the module (a test
-#: keeps them equal)
-DEFAULT_THRESHOLD = 0.03
+#: each shipped model's operating threshold, by (method, 3D false-positive filter on): on the filter's lesion
+#: score (chosen on validation data, ``lesion_filter.json``), else on the network's own output; constants because
+#: the engine may not be installed yet when Slicer loads the module (a test keeps them equal to the cards)
+DEFAULT_THRESHOLDS = {("unet", True): 0.03, ("unet", False): 0.95, ("two-stage", True): 0.2, ("two-stage", False): 0.5}
+DEFAULT_THRESHOLD = DEFAULT_THRESHOLDS[("unet", True)]
+
+
+def threshold_after_change(previous: tuple[str, bool] | None, current: tuple[str, bool]) -> float | None:
+    """The threshold to show when the (method, filter) choice goes from ``previous`` to ``current``: that choice's
+    default, since scores of another model or stage mean another thing; None when nothing changed or on the
+    first look (a saved scene keeps its threshold).
+
+    >>> threshold_after_change(("unet", True), ("two-stage", True)), threshold_after_change(None, ("unet", False))
+    (0.2, None)
+    """
+    return DEFAULT_THRESHOLDS[current] if previous is not None and previous != current else None
 
 
 class Method(str, Enum):
@@ -49,7 +61,7 @@ class DetectionSettings:
     method: str = "unet"
     device: str = "auto"
     threshold: float = DEFAULT_THRESHOLD
-    lesion_filter: bool = True  # UNet only: the 3D false-positive filter; the threshold then applies to its scores
+    lesion_filter: bool = True  # the method's 3D false-positive filter; the threshold then applies to its scores
     redraw_outlines: bool = True  # each lesion redrawn at half signal loss on the image (else the detector's outline)
 
     def __post_init__(self) -> None:

@@ -51,7 +51,7 @@ UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
                       "description": "default: the model's operating threshold"},
         "mars": {"type": "boolean", "default": True, "description": "rate each lesion on the MARS scale"},
-        "lesion_filter": {"type": "boolean", "default": True, "description": "unet: the 3D false-positive filter"},
+        "lesion_filter": {"type": "boolean", "default": True, "description": "the method's 3D false-positive filter"},
         "redraw_outlines": {"type": "boolean", "default": True,
                             "description": "redraw lesions at half signal loss, drop vein-like ones"}}}}}}}
 

@@ -108,13 +108,16 @@ def test_detect_button_follows_the_run_state():
     assert states[RunState.READY].enabled
 
 
-def test_default_threshold_is_the_shipped_unets_operating_threshold():
+def test_default_thresholds_are_the_shipped_models_operating_thresholds():
     sys.path.insert(0, str(MODULE))
     from CMBDetectionLib.pipeline import default_threshold, lesion_filter_for
-    from CMBDetectionLogic.parameters import DetectionSettings
+    from CMBDetectionLogic.parameters import DEFAULT_THRESHOLDS, METHODS, DetectionSettings
 
+    assert set(DEFAULT_THRESHOLDS) == {(method, on) for method in METHODS for on in (True, False)}
+    for (method, on), threshold in DEFAULT_THRESHOLDS.items():
+        assert threshold == default_threshold(method, None, lesion_filter_for(method, None, on)), (method, on)
     settings = DetectionSettings()
-    assert settings.threshold == default_threshold("unet", None, lesion_filter_for("unet", None, settings.lesion_filter))
+    assert settings.threshold == DEFAULT_THRESHOLDS[(settings.method, settings.lesion_filter)]
 
 
 def test_threshold_slider_spans_the_parameters_range_and_reaches_the_default():

@@ -195,3 +195,18 @@ def test_results_still_load_after_the_parameter_node_went_away(panel, volumes, l
 
     assert panel.logic.finished_on == [first] and panel.fake.shown_errors == []
     panel.assert_idle()
+
+
+def test_the_threshold_follows_the_method_and_the_filter(panel):
+    node = panel.logic.parameter_node
+    method = type(node.method)  # the module's Method enum
+    assert (node.method, node.lesionFilter, node.threshold) == (method.UNET, True, 0.03)
+    node.threshold = 0.1  # the user's own threshold stands while method and filter do
+    node.redrawOutlines = False
+    assert node.threshold == 0.1
+    node.method = method.TWO_STAGE  # another model's scores: its own operating threshold
+    assert node.threshold == 0.2
+    node.lesionFilter = False  # the ResNet50's patch probability, as in the paper
+    assert node.threshold == 0.5
+    node.method = method.UNET
+    assert node.threshold == 0.95
