@@ -64,7 +64,8 @@ def seconds_per_volume(backend, size: int, slices: int, spacing: float, repeats:
 
 
 def two_stage_seconds(device: str = "auto") -> dict[str, float]:
-    """Seconds of each two-stage step on one phantom (256x256x70): brain mask, candidates + patches, ResNet50.
+    """Seconds of each two-stage step on one phantom (256x256x70): brain mask, candidates + patches, ResNet50,
+    and the 3D false-positive filter (features and scores) when the model has one.
 
     A phantom, not noise, because the stage-one cost depends on the anatomy (how many dark components).
     Uses the installed ``models/resnet50`` or, when absent, an untrained 64-pixel ResNet50.
@@ -72,7 +73,14 @@ def two_stage_seconds(device: str = "auto") -> dict[str, float]:
     from CMBDetectionLib.phantoms.generator import generate_subject
     from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
     from CMBDetectionLib.probability.two_stage.classifier import build_classifier
-    from CMBDetectionLib.probability.two_stage.method import StageSettings, classify_patches, load_model, stage_one
+    from CMBDetectionLib.probability.two_stage.method import (
+        StageSettings,
+        candidate_scores,
+        classify_patches,
+        lesion_filter_of,
+        load_model,
+        stage_one,
+    )
     from CMBDetectionLib.probability.two_stage.runtime import KerasClassifier
     from CMBDetectionLib.probability.unet.slicing import to_axial
 
@@ -90,9 +98,15 @@ def two_stage_seconds(device: str = "auto") -> dict[str, float]:
     stage_one_s = time.perf_counter() - start - mask_s  # stage_one recomputes the mask; report the rest
     classify_patches(model, first.patches[:2])  # warm-up
     start = time.perf_counter()
-    classify_patches(model, first.patches)
-    return {"brain_mask_s": mask_s, "candidates_and_patches_s": stage_one_s,
-            "classifier_s": time.perf_counter() - start, "candidates": len(first.candidates)}
+    scores = classify_patches(model, first.patches)
+    steps = {"brain_mask_s": mask_s, "candidates_and_patches_s": stage_one_s,
+             "classifier_s": time.perf_counter() - start, "candidates": len(first.candidates)}
+    lesion_filter = lesion_filter_of() if "patches" in card else None  # the untrained stand-in has none
+    if lesion_filter is not None:
+        start = time.perf_counter()
+        candidate_scores(axial, first, scores, lesion_filter)
+        steps["lesion_filter_s"] = time.perf_counter() - start
+    return steps
 
 
 def lesion_filter_seconds() -> dict[str, float]:
