@@ -4,10 +4,10 @@ The filter scores the UNet's candidates (its probability peaks) or the two-stage
 with the ResNet50's probability): :mod:`filter_candidates`. It must learn from the model's behaviour on subjects
 it never trained on (on its own training data a network is overconfident), so give it fresh labelled volumes.
 They are split by subject (80:20, seeded): the boosted trees are fitted on the candidates of the first part;
-the operating threshold is chosen from
-:data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE` (the best Dice among thresholds
-reaching sensitivity 0.90 within 1 false positive per subject), scored with the VALDO metrics on whole volumes
-as ``detect()`` reports them (outlines redrawn, vein segments dropped: :func:`pipeline.outlined_lesions`).
+the operating threshold is chosen from :data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE`
+(the best Dice among thresholds reaching sensitivity 0.90 within 1 false positive per subject), scored with the
+VALDO metrics on whole volumes as ``detect()`` reports them (outlines redrawn, vein segments dropped:
+:func:`pipeline.outlined_lesions`).
 An optional separate held-out folder is scored at that threshold. ``lesion_filter.json`` goes into the
 model folder, and its checksum, data, split and metrics into the card.
 
