@@ -1,15 +1,17 @@
-"""3D false-positive reduction for the UNet: a boosted-tree score per lesion candidate.
+"""3D false-positive reduction: a boosted-tree score per lesion candidate, for either method.
 
 The 2D UNet (Ali et al. 2023) alone trades sensitivity for false positives steeply, because on one slice a
 vein cut across looks like a microbleed. Like the second stage of Afzal et al. 2022 (and most CMB
 detectors since), a second, 3D look at each candidate separates the two: :mod:`lesion_candidates` finds
 every UNet peak, :mod:`lesion_features` measures each in 3D, and this module scores them. The output is a
 *lesion probability map*: each candidate's voxels carry its score, the rest 0, so thresholding and lesion
-extraction downstream are unchanged, and a lesion's probability is the classifier's confidence in it.
+extraction downstream are unchanged, and a lesion's probability is the classifier's confidence in it. The
+two-stage method's 2D ResNet50 has the same blind spot; it uses the same kind of filter on its own candidates
+(stage one's regions, scored by the ResNet50: :mod:`two_stage.method`).
 
 The classifier is gradient-boosted decision trees (:data:`BOOSTING`): the features interact (a faint UNet
 peak on a compact dark blob is a CMB, on a long dark tube a vein), which a linear score cannot express.
-It is stored as JSON (``lesion_filter.json`` next to the UNet weights) and evaluated with numpy
+It is stored as JSON (``lesion_filter.json`` next to the model's weights) and evaluated with numpy
 (:mod:`boosted_trees`), no pickles.
 
 >>> n = len(FEATURE_NAMES)                       # one stump on the first feature: log-odds -2 or +2
