@@ -132,3 +132,16 @@ def test_detect_registers_beside_the_network_and_times_each_stage(posed_template
     assert result.timings["registration_wait"] <= result.timings["registration"] + 0.05
     without_mars = detect(image, backend=_NoLesionBackend(), use_lesion_filter=False, threshold=0.5, mars=False)
     assert "registration" not in without_mars.timings and without_mars.mars_counts is None
+
+
+# Valid whole-brain SWIs of the OOD matrix that MARS once refused ("tissue contrast < 0.1"): the coarse search's
+# best start refined into the false optimum where the template spreads over the skull (contrast 0.00-0.03), and a
+# strong coil bias diluted the check (0.08 when aligned).
+@pytest.mark.parametrize("set_name, seed", [("contrast-inverted", 20703), ("bias-strong", 21601)])
+def test_swis_that_once_failed_the_check_now_register(set_name, seed) -> None:
+    from CMBDetectionLib.phantoms.generator import generate_subject
+    from CMBDetectionLib.phantoms.ood_sets import ood_set
+
+    registration = register_to_mni(generate_subject(seed, settings=ood_set(set_name).settings).image)
+    assert registration.tissue_contrast > 1.5 * MIN_TISSUE_CONTRAST
+    assert registration.coverage > 0.9
