@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from CMBDetectionLib.errors import DetectionCancelled, ModelError
 from CMBDetectionLib.lesions.extraction import extract_lesions, lesion_labels, lesions_from_labels, remove_lesions
-from CMBDetectionLib.lesions.filter import LesionFilter, has_lesion_filter, lesion_probability, load_lesion_filter
+from CMBDetectionLib.lesions.filter import LesionFilter, lesion_probability, listed_lesion_filter
 from CMBDetectionLib.lesions.outline import outline_lesions, vein_like
 from CMBDetectionLib.model_store import CARD_NAME, DEFAULT_THRESHOLD, load_card, operating_threshold, sha256_of
 from CMBDetectionLib.model_store import model_dir as find_model_dir
@@ -65,7 +65,7 @@ def lesion_filter_for(method: str, model_dir: str | os.PathLike | None, enabled:
     if not enabled:
         return None
     folder = find_model_dir(method_entry(method).model_folder, model_dir)
-    return load_lesion_filter(folder) if has_lesion_filter(folder) else None
+    return listed_lesion_filter(folder)
 
 
 def default_threshold(method: str, model_dir: str | os.PathLike | None, lesion_filter: LesionFilter | None) -> float:

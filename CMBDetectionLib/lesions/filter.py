@@ -106,6 +106,11 @@ def has_lesion_filter(folder: str | os.PathLike) -> bool:
     return (Path(folder) / CARD_NAME).is_file() and FILTER_FILE in load_card(Path(folder)).get("files", {})
 
 
+def listed_lesion_filter(folder: str | os.PathLike) -> LesionFilter | None:
+    """The filter a model folder's card lists (:func:`has_lesion_filter`), loaded; None when it lists none."""
+    return load_lesion_filter(folder) if has_lesion_filter(folder) else None
+
+
 def load_lesion_filter(folder: str | os.PathLike) -> LesionFilter:
     """The filter stored in a model folder; :class:`ModelError` (saying what to do) when absent or unreadable."""
     path = Path(folder) / FILTER_FILE

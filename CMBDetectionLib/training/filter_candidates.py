@@ -69,16 +69,12 @@ class TwoStageCandidates:
             classify_patches,
             stage_one,
         )
-        from CMBDetectionLib.probability.unet.slicing import to_axial
+        from CMBDetectionLib.training.two_stage import load_axial
 
-        image, truth = read_labelled(pair)
-        truth_image = sitk.GetImageFromArray(truth.astype(np.uint8))
-        truth_image.CopyInformation(image)
-        axial = to_axial(sitk.Cast(image, sitk.sitkFloat32))
+        axial, truth = load_axial(pair)
         first = stage_one(axial, StageSettings.from_card(self.card))
         probability = classifier_map(first, classify_patches(self.runner, first.patches))
-        features = candidate_table(axial, first, probability)
-        return sitk.GetArrayFromImage(to_axial(truth_image)) > 0, first.labels, features
+        return truth > 0, first.labels, candidate_table(axial, first, probability)
 
     def lesion_map(self, image: sitk.Image, lesion_filter: LesionFilter) -> np.ndarray:
         from CMBDetectionLib.probability.two_stage.method import predict_probability

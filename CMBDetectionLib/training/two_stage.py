@@ -28,27 +28,27 @@ from scipy.spatial.distance import cdist
 
 from CMBDetectionLib.evaluation.metrics import MATCH_DISTANCE_MM, match_lesions
 from CMBDetectionLib.evaluation.patch_metrics import patch_metrics
-from CMBDetectionLib.imageio.volumes import read_image_file, read_volume
 from CMBDetectionLib.lesions.extraction import component_centres_mm, label_components
 from CMBDetectionLib.probability.two_stage.method import StageSettings, classify_patches, stage_one
 from CMBDetectionLib.probability.two_stage.patches import balanced_batch, extract_patches
 from CMBDetectionLib.probability.unet.slicing import normalise_intensity, to_axial
-from CMBDetectionLib.training.data import TrainingPair, find_pairs, split_subjects
+from CMBDetectionLib.training.data import TrainingPair, find_pairs, read_labelled, split_subjects
 
 VALIDATION_CAP = 256  # patches scored after each epoch (all CMB patches first); the full set is scored at the end
 
 
-def _load_axial(pair: TrainingPair) -> tuple[sitk.Image, np.ndarray]:
-    image = to_axial(read_volume(pair.image))
-    mask = read_image_file(pair.mask)
-    if mask.GetSize() != image.GetSize():
-        raise ValueError(f"{pair.mask}: size {mask.GetSize()} differs from {pair.image}; masks must share the volume's grid.")
-    return image, sitk.GetArrayFromImage(to_axial(sitk.Cast(mask > 0, sitk.sitkUInt8)))
+def load_axial(pair: TrainingPair) -> tuple[sitk.Image, np.ndarray]:
+    """A pair's volume (float32) in axial orientation and its mask as a ``[k, j, i]`` uint8 array on that grid;
+    the mask must share the volume's grid (:func:`data.read_labelled`)."""
+    image, truth = read_labelled(pair)
+    mask = sitk.GetImageFromArray(truth.astype(np.uint8))
+    mask.CopyInformation(image)
+    return to_axial(image), sitk.GetArrayFromImage(to_axial(mask))
 
 
 def subject_patches(pair: TrainingPair, settings: StageSettings, *, add_missed: bool) -> dict[str, np.ndarray]:
     """Candidate patches of one subject with labels; ``add_missed`` appends patches at missed ground-truth CMBs."""
-    image, gt = _load_axial(pair)
+    image, gt = load_axial(pair)
     spacing = np.asarray(image.GetSpacing()[::-1], dtype=float)
     first = stage_one(image, settings)
     gt_labels, n_gt = label_components(gt)
@@ -220,7 +220,7 @@ def train_two_stage(
 
 def _stage_one_centres(pair: TrainingPair, settings: StageSettings) -> dict[str, np.ndarray]:
     """Stage one of a held-out subject reduced to what scoring needs: patches and centres (mm) of candidates and truth."""
-    image, gt = _load_axial(pair)
+    image, gt = load_axial(pair)
     spacing = np.asarray(image.GetSpacing()[::-1], dtype=float)
     first = stage_one(image, settings)
     gt_labels, n_gt = label_components(gt)

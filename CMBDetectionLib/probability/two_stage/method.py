@@ -30,7 +30,7 @@ import SimpleITK as sitk
 
 from CMBDetectionLib.errors import DetectionCancelled
 from CMBDetectionLib.lesions.features import candidate_features
-from CMBDetectionLib.lesions.filter import LesionFilter, has_lesion_filter, load_lesion_filter
+from CMBDetectionLib.lesions.filter import LesionFilter, listed_lesion_filter
 from CMBDetectionLib.model_store import CARD_NAME, load_card
 from CMBDetectionLib.model_store import model_dir as resolve_model_dir
 from CMBDetectionLib.probability.two_stage.brain_mask import brain_mask_array
@@ -145,8 +145,7 @@ def classify_patches(
 
 def lesion_filter_of(model_dir: str | os.PathLike | None = None) -> LesionFilter | None:
     """The 3D false-positive filter the ResNet50 folder's card lists, or None."""
-    folder = resolve_model_dir(MODEL_NAME, model_dir)
-    return load_lesion_filter(folder) if has_lesion_filter(folder) else None
+    return listed_lesion_filter(resolve_model_dir(MODEL_NAME, model_dir))
 
 
 def classifier_map(first: StageOne, classifier_scores: np.ndarray) -> np.ndarray:
