@@ -25,10 +25,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from CMBDetectionLib.lesions.filter import LesionFilter, candidate_table, lesion_probability
+from CMBDetectionLib.lesions.peak_candidates import PEAK_FLOOR
 from CMBDetectionLib.training.data import TrainingPair, read_labelled
 
 
 class CandidateSource(Protocol):
+    #: the lowest score (probability) a candidate can have, None when every candidate is scored whatever its score
+    score_floor: float | None
+
     def table(self, pair: TrainingPair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ground truth, candidate labels 1..n, feature rows), the arrays on one grid."""
         ...
@@ -41,6 +45,7 @@ class CandidateSource(Protocol):
 @dataclass(frozen=True)
 class UNetCandidates:
     backend: Any
+    score_floor: float | None = PEAK_FLOOR
 
     def _probability(self, image: sitk.Image) -> np.ndarray:
         from CMBDetectionLib.probability.unet.inference import predict_probability
@@ -60,6 +65,7 @@ class TwoStageCandidates:
     runner: Any
     card: dict[str, Any]
     folder: Path
+    score_floor: float | None = None
 
     def table(self, pair: TrainingPair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from CMBDetectionLib.probability.two_stage.method import (

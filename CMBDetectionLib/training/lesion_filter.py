@@ -3,7 +3,8 @@
 The filter scores the UNet's candidates (its probability peaks) or the two-stage method's (stage one's regions
 with the ResNet50's probability): :mod:`filter_candidates`. It must learn from the model's behaviour on subjects
 it never trained on (on its own training data a network is overconfident), so give it fresh labelled volumes.
-They are split by subject (80:20, seeded): the boosted trees are fitted on the candidates of the first part;
+They are split by subject (80:20, seeded): the boosted trees are fitted on the candidates of the first part
+(each subject also as a less confident network would score it: :mod:`confidence_shift`);
 the operating threshold is chosen from :data:`FILTER_THRESHOLDS` on the second by :data:`metrics.THRESHOLD_RULE`
 (the best Dice among thresholds reaching sensitivity 0.90 within 1 false positive per subject), scored with the
 VALDO metrics on whole volumes as ``detect()`` reports them (outlines redrawn, vein segments dropped:
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.special import logit
 
 from CMBDetectionLib.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metric_block
 from CMBDetectionLib.lesions.features import FEATURE_NAMES
@@ -37,6 +39,7 @@ from CMBDetectionLib.lesions.filter import (
 from CMBDetectionLib.model_store import load_card, model_dir, write_card
 from CMBDetectionLib.pipeline import outlined_lesions
 from CMBDetectionLib.probability.registry import method_entry
+from CMBDetectionLib.training.confidence_shift import SCORE_FEATURES, SHIFT, confidence_shifted
 from CMBDetectionLib.training.data import TrainingPair, find_pairs, split_subjects
 from CMBDetectionLib.training.filter_candidates import CandidateSource, candidate_source
 from CMBDetectionLib.training.validation_scores import evaluate_maps
@@ -77,18 +80,21 @@ def score_subjects(
     return evaluate_maps(pairs, lesion_map, thresholds, lesion_mask=lesion_mask, progress=progress)
 
 
-def fit_on_subjects(pairs: list[TrainingPair], source: CandidateSource, progress: Callable[[], None] = lambda: None
-                    ) -> tuple[LesionFilter, dict[str, int]]:
-    """The filter fitted on every candidate of ``pairs`` (threshold still the default) and candidate counts."""
-    features, targets = [], []
+def fit_on_subjects(pairs: list[TrainingPair], source: CandidateSource, progress: Callable[[], None] = lambda: None,
+                    *, shift_copies: int = SHIFT["copies"], seed: int = 0) -> tuple[LesionFilter, dict[str, int]]:
+    """The filter fitted on every candidate of ``pairs`` and on ``shift_copies`` confidence-shifted copies of
+    each subject (:mod:`confidence_shift`; 0: none); threshold still the default. Also the candidate counts."""
+    tables = []
     for pair in pairs:
         truth, labels, table = source.table(pair)
-        features.append(table)
-        targets.append(candidate_targets(labels, truth))
+        tables.append((table, candidate_targets(labels, truth)))
         progress()
-    all_targets = np.concatenate(targets)
+    all_targets = np.concatenate([targets for _, targets in tables])
     counts = {"n_candidates": int(len(all_targets)), "n_true_candidates": int(all_targets.sum())}
-    return fit_lesion_filter(np.concatenate(features), all_targets), counts
+    floor = None if source.score_floor is None else float(logit(source.score_floor))
+    features, targets = confidence_shifted(tables, copies=shift_copies, rng=np.random.default_rng(seed),
+                                           floor_logit=floor)
+    return fit_lesion_filter(features, targets), counts
 
 
 def validate_and_save(
@@ -131,10 +137,12 @@ def train_lesion_filter(
     seed: int = 0,
     eval_dir: str | os.PathLike | None = None,
     backend: str = "auto",
+    shift_copies: int = SHIFT["copies"],
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Fit, choose the threshold, save ``lesion_filter.json`` into the folder of ``method``'s model ('unet' or
-    'two-stage') and return the updated card."""
+    'two-stage') and return the updated card. ``shift_copies``: confidence-shifted copies of each training
+    subject (:mod:`confidence_shift`; 0 fits on the candidates as they are)."""
     folder = model_dir(method_entry(method).model_folder, model_folder)
     load_card(folder)  # fails early, and clearly, without a model
     pairs = find_pairs(data_dir)
@@ -150,7 +158,7 @@ def train_lesion_filter(
         if progress is not None:
             progress(done[0] / total)
 
-    fitted, counts = fit_on_subjects(train, source, advance)
+    fitted, counts = fit_on_subjects(train, source, advance, shift_copies=shift_copies, seed=seed)
     metrics = validate_and_save(folder, fitted, validation, held_out, source, advance)
     splits = fitted.trees.split_counts(len(FEATURE_NAMES))
     if held_out:
@@ -159,6 +167,9 @@ def train_lesion_filter(
         "file": FILTER_FILE,
         "method": f"3D false-positive reduction: gradient-boosted trees on lesion_features of {CANDIDATES[method]}",
         "boosting": BOOSTING,
+        "confidence_shift": {"features": list(SCORE_FEATURES), "copies_per_subject": shift_copies,
+                             "logit_shift": [SHIFT["low"], SHIFT["high"]], "seed": seed,
+                             "candidate_floor": source.score_floor},
         "splits_per_feature": dict(zip(FEATURE_NAMES, splits.tolist())),
         "training_data": {"source": str(data_dir), "n_fit_subjects": len(train), "n_validation_subjects": len(validation),
                           **counts, "split": f"seeded by subject (seed {seed}, validation fraction {val_fraction})",

@@ -211,6 +211,7 @@ def test_cmb_train_lesion_filter_fits_chooses_a_threshold_and_records_it(unet_co
     assert record["training_data"]["n_fit_subjects"] == 4 and record["validation"]["n_subjects"] == 1
     assert record["training_data"]["n_true_candidates"] >= 1
     assert record["held_out"]["n_subjects"] == 1
+    assert record["confidence_shift"]["copies_per_subject"] == 2 and record["confidence_shift"]["candidate_floor"] == 0.005
     assert set(record["validation_by_threshold"]) == {str(t) for t in FILTER_THRESHOLDS}
     assert load_lesion_filter(unet_copy).threshold == record["threshold"]
 

@@ -1,0 +1,54 @@
+"""Confidence-shift augmentation of the 3D filter's training candidates: the network's score, made less sure.
+
+The filter's first two features are the network's own score of the candidate (peak and mean, as logits). On
+the generator the network was trained on it is confident on true CMBs; on another scanner every score drops
+(on the project's independent real-scan benchmark the UNet's peak on most inserted CMBs was under 0.3), and a
+filter that learned "a confident network means a CMB" rejects them there. So each training subject is also
+seen as a less confident network would score it: all its candidates' logits lowered by one random amount
+(:data:`SHIFT`); candidates then under the detector's candidate floor drop out, as they would at detection.
+The trees keep using the score where it still separates and lean on the 3D description where it does not.
+
+>>> features = np.array([[2.0, 1.0, 7.0], [-4.0, -5.0, 1.0]]); targets = np.array([1, 0])
+>>> x, y = confidence_shifted([(features, targets)], copies=1, rng=np.random.default_rng(0), floor_logit=-5.0)
+>>> x[:, 2].tolist(), y.tolist()        # the original rows, then the shifted copy without the row under the floor
+([7.0, 1.0, 7.0], [1, 0, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from CMBDetectionLib.lesions.features import FEATURE_NAMES
+
+#: the features that carry the network's score
+SCORE_FEATURES = ("peak_logit", "mean_logit")
+#: shifted copies per subject and the range of the logit shift (a drop of 0.5 to 4: at 4, a 0.9 peak reads 0.14)
+SHIFT = {"copies": 2, "low": -4.0, "high": -0.5}
+
+
+def confidence_shifted(
+    tables: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    copies: int = SHIFT["copies"],
+    rng: np.random.Generator,
+    floor_logit: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each subject's (feature rows, targets) followed by ``copies`` shifted copies of it, all stacked.
+
+    ``floor_logit``: the detector's candidate floor on the peak logit (UNet peaks below it are never candidates);
+    None where every candidate is scored whatever its score (the two-stage method).
+    """
+    columns = [FEATURE_NAMES.index(name) for name in SCORE_FEATURES]
+    rows, labels = [], []
+    for features, targets in tables:
+        rows.append(features)
+        labels.append(targets)
+        for _ in range(copies):
+            shifted = features.copy()
+            shifted[:, columns] += rng.uniform(SHIFT["low"], SHIFT["high"])
+            keep = shifted[:, columns[0]] >= floor_logit if floor_logit is not None else slice(None)
+            rows.append(shifted[keep])
+            labels.append(targets[keep])
+    return np.concatenate(rows), np.concatenate(labels)
