@@ -49,7 +49,7 @@ def model_provenance(method: str, model_dir: str | os.PathLike | None) -> dict[s
     its card (empty when the card cannot be read).
 
     >>> model_provenance("unet", None)["model_version"]
-    '0.6.0'
+    '0.7.0'
     """
     folder = find_model_dir(method_entry(method).model_folder, model_dir)
     try:

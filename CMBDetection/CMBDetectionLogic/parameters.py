@@ -20,7 +20,7 @@ DEVICES = {"auto": "Auto (GPU if available)", "gpu": "GPU", "cpu": "CPU"}
 #: each shipped model's operating threshold, by (method, 3D false-positive filter on): on the filter's lesion
 #: score (chosen on validation data, ``lesion_filter.json``), else on the network's own output; constants because
 #: the engine may not be installed yet when Slicer loads the module (a test keeps them equal to the cards)
-DEFAULT_THRESHOLDS = {("unet", True): 0.03, ("unet", False): 0.95, ("two-stage", True): 0.2, ("two-stage", False): 0.5}
+DEFAULT_THRESHOLDS = {("unet", True): 0.2, ("unet", False): 0.95, ("two-stage", True): 0.2, ("two-stage", False): 0.5}
 DEFAULT_THRESHOLD = DEFAULT_THRESHOLDS[("unet", True)]
 
 

@@ -39,7 +39,7 @@ from CMBDetectionLib.lesions.filter import (
 from CMBDetectionLib.model_store import load_card, model_dir, write_card
 from CMBDetectionLib.pipeline import outlined_lesions
 from CMBDetectionLib.probability.registry import method_entry
-from CMBDetectionLib.training.confidence_shift import SCORE_FEATURES, SHIFT, confidence_shifted
+from CMBDetectionLib.training.confidence_shift import COPIES_BY_METHOD, SCORE_FEATURES, SHIFT, confidence_shifted
 from CMBDetectionLib.training.data import TrainingPair, find_pairs, split_subjects
 from CMBDetectionLib.training.filter_candidates import CandidateSource, candidate_source
 from CMBDetectionLib.training.validation_scores import evaluate_maps
@@ -137,12 +137,12 @@ def train_lesion_filter(
     seed: int = 0,
     eval_dir: str | os.PathLike | None = None,
     backend: str = "auto",
-    shift_copies: int = SHIFT["copies"],
+    shift_copies: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Fit, choose the threshold, save ``lesion_filter.json`` into the folder of ``method``'s model ('unet' or
     'two-stage') and return the updated card. ``shift_copies``: confidence-shifted copies of each training
-    subject (:mod:`confidence_shift`; 0 fits on the candidates as they are)."""
+    subject (:mod:`confidence_shift`; 0 fits on the candidates as they are; None: the method's default)."""
     folder = model_dir(method_entry(method).model_folder, model_folder)
     load_card(folder)  # fails early, and clearly, without a model
     pairs = find_pairs(data_dir)
@@ -158,6 +158,8 @@ def train_lesion_filter(
         if progress is not None:
             progress(done[0] / total)
 
+    if shift_copies is None:
+        shift_copies = COPIES_BY_METHOD[method]
     fitted, counts = fit_on_subjects(train, source, advance, shift_copies=shift_copies, seed=seed)
     metrics = validate_and_save(folder, fitted, validation, held_out, source, advance)
     splits = fitted.trees.split_counts(len(FEATURE_NAMES))

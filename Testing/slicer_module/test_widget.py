@@ -200,7 +200,7 @@ def test_results_still_load_after_the_parameter_node_went_away(panel, volumes, l
 def test_the_threshold_follows_the_method_and_the_filter(panel):
     node = panel.logic.parameter_node
     method = type(node.method)  # the module's Method enum
-    assert (node.method, node.lesionFilter, node.threshold) == (method.UNET, True, 0.03)
+    assert (node.method, node.lesionFilter, node.threshold) == (method.UNET, True, 0.2)
     node.threshold = 0.1  # the user's own threshold stands while method and filter do
     node.redrawOutlines = False
     assert node.threshold == 0.1

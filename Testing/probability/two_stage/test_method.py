@@ -204,6 +204,7 @@ def test_two_stage_lesion_filter_is_trained_on_stage_one_candidates_and_used_by_
     record = card["lesion_filter"]
     assert "stage-one candidates" in record["method"] and card["files"][FILTER_FILE] == sha256_of(folder / FILTER_FILE)
     assert record["threshold"] in FILTER_THRESHOLDS and record["training_data"]["n_true_candidates"] >= 1
+    assert record["confidence_shift"]["copies_per_subject"] == 0  # measured no help for this method (README)
 
     image, _ = read_labelled(find_pairs(data)[0])
     filtered = predict_probability(image, model_dir=folder, device="cpu")
