@@ -81,7 +81,7 @@ def score_subjects(
 
 
 def fit_on_subjects(pairs: list[TrainingPair], source: CandidateSource, progress: Callable[[], None] = lambda: None,
-                    *, shift_copies: int = SHIFT["copies"], seed: int = 0) -> tuple[LesionFilter, dict[str, int]]:
+                    *, shift_copies: int, seed: int = 0) -> tuple[LesionFilter, dict[str, int]]:
     """The filter fitted on every candidate of ``pairs`` and on ``shift_copies`` confidence-shifted copies of
     each subject (:mod:`confidence_shift`; 0: none); threshold still the default. Also the candidate counts."""
     tables = []

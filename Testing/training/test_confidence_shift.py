@@ -65,7 +65,7 @@ def test_a_filter_fitted_with_shifts_keeps_a_round_cmb_its_network_is_unsure_of(
     source = _Tables({f"s{i}": _subject(rng) for i in range(12)})
     pairs = list(source.tables)
     plain, counts = fit_on_subjects(pairs, source, shift_copies=0)
-    shifted, shifted_counts = fit_on_subjects(pairs, source)
+    shifted, shifted_counts = fit_on_subjects(pairs, source, shift_copies=SHIFT["copies"])
     assert counts == shifted_counts == {"n_candidates": 12 * 75, "n_true_candidates": 12 * 15}
     unsure_cmb = np.zeros((1, len(FEATURE_NAMES)))
     unsure_cmb[0, SCORES] = -2.0          # the network scores it 0.12 instead of 0.95
