@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import lru_cache
 from multiprocessing import Pool
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from CMBDetectionLib.lesions.filter import fit_lesion_filter  # noqa: E402
 from CMBDetectionLib.lesions.peak_candidates import PEAK_FLOOR  # noqa: E402
-from CMBDetectionLib.training.confidence_shift import SCORE_FEATURES, SHIFT, confidence_shifted  # noqa: E402
+from CMBDetectionLib.training.confidence_shift import SHIFT, confidence_shifted, lower_scores  # noqa: E402
 from CMBDetectionLib.training.data import TrainingPair, find_pairs, split_subjects  # noqa: E402
 
 THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
@@ -38,15 +39,21 @@ STRESS_SHIFT = -2.0  # logit drop of the "less confident network" rows
 Table = tuple[np.ndarray, np.ndarray, int]  # features, CMB number under each candidate (0: none), CMBs
 
 
-def _cache_one(job: tuple[TrainingPair, str, str | None]) -> str:
-    """Cache one subject (a worker process with its own single-threaded UNet session)."""
+@lru_cache(maxsize=1)
+def _source(model_dir: str | None):
+    """The UNet candidate source of a worker process: one single-threaded ONNX Runtime session for all its subjects."""
     from CMBDetectionLib.probability.backends.choice import make_backend
     from CMBDetectionLib.training.filter_candidates import UNetCandidates
 
+    return UNetCandidates(make_backend("onnxruntime", model_dir, "cpu", threads=1))
+
+
+def _cache_one(job: tuple[TrainingPair, str, str | None]) -> str:
+    """Cache one subject (in a worker process)."""
     pair, out, model_dir = job
     target = Path(out) / f"{pair.name}.npz"
     if not target.exists():
-        truth, labels, features = UNetCandidates(make_backend("onnxruntime", model_dir, "cpu", threads=1)).table(pair)
+        truth, labels, features = _source(model_dir).table(pair)
         cmbs, n_cmbs = ndimage.label(truth, np.ones((3, 3, 3)))
         under = np.zeros(int(labels.max()), np.int32)
         both = (labels > 0) & (cmbs > 0)
@@ -67,13 +74,10 @@ def load_tables(folder: Path, names: set[str] | None = None) -> dict[str, Table]
 
 def less_confident(tables: dict[str, Table], shift: float) -> dict[str, Table]:
     """Every candidate's network score lowered by ``shift``; those under the candidate floor dropped."""
-    floor = logit(PEAK_FLOOR)
     out = {}
     for name, (features, cmb, n) in tables.items():
-        features = features.copy()
-        features[:, :len(SCORE_FEATURES)] += shift
-        keep = features[:, 0] >= floor
-        out[name] = (features[keep], cmb[keep], n)
+        lowered, kept = lower_scores(features, shift, float(logit(PEAK_FLOOR)))
+        out[name] = (lowered[kept], cmb[kept], n)
     return out
 
 

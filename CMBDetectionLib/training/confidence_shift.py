@@ -32,6 +32,21 @@ SHIFT = {"copies": 2, "low": -4.0, "high": -0.5}
 COPIES_BY_METHOD = {"unet": SHIFT["copies"], "two-stage": 0}
 
 
+def lower_scores(features: np.ndarray, shift: float, floor_logit: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``features`` with the network's scores (:data:`SCORE_FEATURES`) moved by ``shift``, and which rows are still
+    candidates (peak logit at or above ``floor_logit``; all when None).
+
+    >>> lowered, kept = lower_scores(np.array([[2.0, 1.0, 7.0], [-4.0, -5.0, 1.0]]), -1.5, floor_logit=-5.0)
+    >>> lowered[:, :2].tolist(), kept.tolist()
+    ([[0.5, -0.5], [-5.5, -6.5]], [True, False])
+    """
+    columns = [FEATURE_NAMES.index(name) for name in SCORE_FEATURES]
+    lowered = features.copy()
+    lowered[:, columns] += shift
+    kept = lowered[:, columns[0]] >= floor_logit if floor_logit is not None else np.ones(len(lowered), bool)
+    return lowered, kept
+
+
 def confidence_shifted(
     tables: Sequence[tuple[np.ndarray, np.ndarray]],
     *,
@@ -44,15 +59,12 @@ def confidence_shifted(
     ``floor_logit``: the detector's candidate floor on the peak logit (UNet peaks below it are never candidates);
     None where every candidate is scored whatever its score (the two-stage method).
     """
-    columns = [FEATURE_NAMES.index(name) for name in SCORE_FEATURES]
     rows, labels = [], []
     for features, targets in tables:
         rows.append(features)
         labels.append(targets)
         for _ in range(copies):
-            shifted = features.copy()
-            shifted[:, columns] += rng.uniform(SHIFT["low"], SHIFT["high"])
-            keep = shifted[:, columns[0]] >= floor_logit if floor_logit is not None else slice(None)
-            rows.append(shifted[keep])
-            labels.append(targets[keep])
+            shifted, kept = lower_scores(features, rng.uniform(SHIFT["low"], SHIFT["high"]), floor_logit)
+            rows.append(shifted[kept])
+            labels.append(targets[kept])
     return np.concatenate(rows), np.concatenate(labels)
