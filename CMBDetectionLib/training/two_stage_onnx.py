@@ -1,15 +1,20 @@
 """Export the two-stage method's ResNet50 classifier to ONNX, so detection runs with ONNX Runtime alone.
 
 The graph takes ``patches: (batch, p, p, 3) float32`` (the output of ``classifier.to_network_input``) and returns
-``cmb_probability: (batch, 1)``. With ``float16=True`` (the default) every large weight is *stored* as float16 and
-cast back to float32 by a ``Cast`` node, which ONNX Runtime folds once when the session starts: the file is half
-the size and the arithmetic stays float32. The shipped weights were float16 already (``weights.npz``); the export
-folds batch normalisation into the convolutions, so the stored values are rounded once more (the model card
-records the measured difference to the TensorFlow model).
+``cmb_probability: (batch, 1)``. Weights are *stored* smaller and read back as float32, so the arithmetic stays
+float32 (ONNX Runtime converts them once when the session starts):
 
-Needs TensorFlow, tf2onnx and onnx (training dependencies); running the file needs only onnxruntime.
+- ``float16`` (the default export): every large weight as float16, read through a ``Cast`` node; half the size;
+- ``int8``: the large convolution kernels as int8 with one scale per output channel, read through
+  ``DequantizeLinear``, the rest as float16; a quarter of the size. :func:`requantise_folder` converts a folder's
+  float16 export, so a model shipped without ``weights.npz`` can be stored so too; the card records the measured
+  difference.
 
-    python -m CMBDetectionLib.training.two_stage_onnx models/resnet50 [--drop-npz]
+Needs TensorFlow, tf2onnx and onnx (training dependencies) to export, onnx alone to requantise; running the file
+needs only onnxruntime.
+
+    python -m CMBDetectionLib.training.two_stage_onnx models/resnet50 [--drop-npz] [--storage int8]
+    python -m CMBDetectionLib.training.two_stage_onnx models/resnet50 --requantise
 
 >>> add_onnx_to_resnet_dir("runs/resnet50")             # doctest: +SKIP
 PosixPath('runs/resnet50/resnet50.onnx')
@@ -29,6 +34,10 @@ from CMBDetectionLib.training.onnx_export import export_onnx
 ONNX_NAME = "resnet50.onnx"
 INPUT_NAME = "patches"
 MIN_FLOAT16_SIZE = 1024  # smaller tensors (biases, scales) stay float32: they cost nothing and keep full precision
+#: smaller convolution kernels (the first layer's, the first stage's 1x1s) stay float16: 1 % of the weights, and on
+#: held-out patches keeping them halved the probability change int8 makes (mean 0.0076 -> 0.0033)
+MIN_INT8_SIZE = 65536
+STORAGES = ("float32", "float16", "int8")
 
 
 def store_float16(model_proto, min_size: int = MIN_FLOAT16_SIZE):
@@ -52,16 +61,71 @@ def store_float16(model_proto, min_size: int = MIN_FLOAT16_SIZE):
     return model_proto
 
 
-def export_classifier(model, path: str | os.PathLike, *, float16: bool = True) -> Path:
-    """Write the Keras classifier ``model`` to ``path`` as ONNX (float16 storage when ``float16``); returns it."""
+def _int8_per_channel(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 values and one float32 scale per output channel (axis 0) of a convolution kernel.
+
+    >>> q, scale = _int8_per_channel(np.array([[[[0.5, -1.0]]], [[[0.0, 0.0]]]], np.float32))
+    >>> q.ravel().tolist(), scale.tolist()
+    ([64, -127, 0, 0], [0.007874015718698502, 1.0])
+    """
+    peak = np.abs(kernel.astype(np.float32)).reshape(len(kernel), -1).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    values = np.clip(np.round(kernel / scale.reshape(-1, *[1] * (kernel.ndim - 1))), -127, 127).astype(np.int8)
+    return values, scale
+
+
+def store_int8(model_proto, min_size: int = MIN_INT8_SIZE):
+    """Store every convolution kernel with at least ``min_size`` weights as int8 (:func:`_int8_per_channel`), read
+    back through ``DequantizeLinear`` to float32 under its old name; a kernel stored as float16
+    (:func:`store_float16`) is quantised from those values and its ``Cast`` replaced. Returns the model."""
+    from onnx import helper, numpy_helper
+
+    graph = model_proto.graph
+    initialisers = {tensor.name: tensor for tensor in graph.initializer}
+    kernels = {node.input[1] for node in graph.node if node.op_type == "Conv"}
+    casts = {node.output[0]: node for node in graph.node if node.op_type == "Cast" and node.input[0] in initialisers}
+    replaced, nodes = set(), []
+    for name in sorted(kernels):
+        stored = casts[name].input[0] if name in casts else name
+        if stored not in initialisers or initialisers[stored].dims[0] == 0:
+            continue
+        values = numpy_helper.to_array(initialisers[stored])
+        if values.size < min_size:
+            continue
+        quantised, scale = _int8_per_channel(values)
+        graph.initializer.extend([numpy_helper.from_array(quantised, f"{name}__int8"),
+                                  numpy_helper.from_array(scale, f"{name}__scale")])
+        nodes.append(helper.make_node("DequantizeLinear", [f"{name}__int8", f"{name}__scale"], [name], axis=0,
+                                      name=f"{name}__dequantise"))
+        replaced.add(stored)
+    kept_nodes = [node for node in graph.node if not (node.op_type == "Cast" and node.input[0] in replaced)]
+    kept_initialisers = [tensor for tensor in graph.initializer if tensor.name not in replaced]
+    del graph.node[:], graph.initializer[:]
+    graph.node.extend(nodes + kept_nodes)
+    graph.initializer.extend(kept_initialisers)
+    return model_proto
+
+
+def _store(path: Path, storage: str) -> None:
+    """Rewrite the float32 ONNX file at ``path`` with ``storage`` (one of :data:`STORAGES`)."""
     import onnx
 
+    if storage == "float32":
+        return
+    converted = store_float16(onnx.load(str(path)))
+    if storage == "int8":
+        converted = store_int8(converted)
+    onnx.checker.check_model(converted)
+    onnx.save(converted, str(path))
+
+
+def export_classifier(model, path: str | os.PathLike, *, storage: str = "float16") -> Path:
+    """Write the Keras classifier ``model`` to ``path`` as ONNX with weights stored as ``storage``; returns it."""
+    if storage not in STORAGES:
+        raise ValueError(f"storage {storage!r} unknown; choose one of {', '.join(STORAGES)}.")
     path = Path(path)
     export_onnx(model, path, size=int(model.input_shape[1]), channels=3, input_name=INPUT_NAME)
-    if float16:
-        converted = store_float16(onnx.load(str(path)))
-        onnx.checker.check_model(converted)
-        onnx.save(converted, str(path))
+    _store(path, storage)
     return path
 
 
@@ -71,11 +135,11 @@ def _next_minor(version: object) -> str:
     return f"{major}.{int(minor.split('.')[0] or 0) + 1}"
 
 
-def onnx_card(card: dict[str, Any], *, drop_npz: bool, check: dict[str, float]) -> dict[str, Any]:
+def onnx_card(card: dict[str, Any], *, drop_npz: bool, check: dict[str, float], storage: str = "float16") -> dict[str, Any]:
     """``card`` updated for the ONNX export: name, version (minor bump), storage, the measured agreement."""
     out = {k: v for k, v in card.items() if k != "files"}
     out.update(version=_next_minor(card.get("version", "1.0")), onnx=ONNX_NAME)
-    out["format_change"] = (f"v{out['version']}: the v{card.get('version')} weights exported to {ONNX_NAME} (float16 "
+    out["format_change"] = (f"v{out['version']}: the v{card.get('version')} weights exported to {ONNX_NAME} ({storage} "
                             "storage, float32 arithmetic); detection needs no TensorFlow. Weights unchanged.")
     out["onnx_check"] = check
     if drop_npz:
@@ -85,34 +149,47 @@ def onnx_card(card: dict[str, Any], *, drop_npz: bool, check: dict[str, float]) 
     return out
 
 
+def score_difference(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
+    """Max and mean absolute difference of two models' probabilities on the same patches, and how many patches fall
+    on the other side of 0.5.
+
+    >>> score_difference(np.array([0.2, 0.6]), np.array([0.25, 0.4]))["decisions_changed_at_0.5"]
+    1
+    """
+    difference = np.abs(np.asarray(before, float) - np.asarray(after, float))
+    return {"patches": int(len(difference)), "max_abs_diff": float(difference.max()),
+            "mean_abs_diff": float(difference.mean()),
+            "decisions_changed_at_0.5": int(np.sum((np.asarray(before) >= 0.5) != (np.asarray(after) >= 0.5)))}
+
+
 def agreement(model, path: Path, network_input: np.ndarray) -> dict[str, float]:
-    """Max and mean absolute difference of the probabilities of ``model`` (TensorFlow) and the ONNX file, and how
-    many patches fall on the other side of 0.5."""
+    """:func:`score_difference` of ``model`` (TensorFlow) and the ONNX file at ``path``."""
     from CMBDetectionLib.probability.two_stage.runtime import OnnxClassifier
 
     keras_scores = np.asarray(model.predict_on_batch(network_input), np.float32).reshape(-1)
-    onnx_scores = OnnxClassifier(path, device="cpu").predict(network_input)
-    difference = np.abs(keras_scores - onnx_scores)
-    return {"patches": int(len(network_input)), "max_abs_diff": float(difference.max()),
-            "mean_abs_diff": float(difference.mean()),
-            "decisions_changed_at_0.5": int(np.sum((keras_scores >= 0.5) != (onnx_scores >= 0.5)))}
+    return score_difference(keras_scores, OnnxClassifier(path, device="cpu").predict(network_input))
+
+
+def _random_input(size: int) -> np.ndarray:
+    from CMBDetectionLib.probability.two_stage.classifier import to_network_input
+
+    return to_network_input(np.random.default_rng(0).random((32, size, size, 3), dtype=np.float32))
 
 
 def add_onnx_to_resnet_dir(folder: str | os.PathLike, check_input: np.ndarray | None = None, *,
-                           drop_npz: bool = False, float16: bool = True) -> Path:
+                           drop_npz: bool = False, storage: str = "float16") -> Path:
     """Export the model in ``folder`` to ``folder/resnet50.onnx``, list it in the card (minor version bump) and,
     with ``drop_npz``, delete ``weights.npz``. ``check_input`` (network input, default: 32 random patches) measures
     the agreement recorded in the card."""
     from CMBDetectionLib.model_store import load_card, write_card
-    from CMBDetectionLib.probability.two_stage.classifier import load_classifier, to_network_input
+    from CMBDetectionLib.probability.two_stage.classifier import load_classifier
 
     folder = Path(folder)
     model, _ = load_classifier(folder)
-    path = export_classifier(model, folder / ONNX_NAME, float16=float16)
+    path = export_classifier(model, folder / ONNX_NAME, storage=storage)
     if check_input is None:
-        size = int(model.input_shape[1])
-        check_input = to_network_input(np.random.default_rng(0).random((32, size, size, 3), dtype=np.float32))
-    card = onnx_card(load_card(folder), drop_npz=drop_npz, check=agreement(model, path, check_input))
+        check_input = _random_input(int(model.input_shape[1]))
+    card = onnx_card(load_card(folder), drop_npz=drop_npz, check=agreement(model, path, check_input), storage=storage)
     files = [ONNX_NAME] + ([] if drop_npz else [card.get("weights", "weights.npz")])
     if drop_npz:
         (folder / "weights.npz").unlink(missing_ok=True)
@@ -120,13 +197,47 @@ def add_onnx_to_resnet_dir(folder: str | os.PathLike, check_input: np.ndarray | 
     return path
 
 
+def requantise_folder(folder: str | os.PathLike, check_input: np.ndarray | None = None) -> dict[str, Any]:
+    """Store the large convolution kernels of ``folder/resnet50.onnx`` as int8 (:func:`store_int8`), in place, bump
+    the card's minor version and record the change in the probabilities on ``check_input`` (network input,
+    default: 32 random patches); returns that record."""
+    import onnx
+
+    from CMBDetectionLib.model_store import load_card, write_card
+    from CMBDetectionLib.probability.two_stage.runtime import OnnxClassifier
+
+    folder = Path(folder)
+    path, card = folder / ONNX_NAME, load_card(folder)
+    if check_input is None:
+        check_input = _random_input(int(card["input_shape"][0]))
+    before = OnnxClassifier(path, device="cpu").predict(check_input)
+    converted = store_int8(onnx.load(str(path)))
+    onnx.checker.check_model(converted)
+    trial = path.with_suffix(".int8.onnx")  # the shipped file is replaced only once the new one runs
+    onnx.save(converted, str(trial))
+    record = {"storage": "int8 convolution kernels (one scale per output channel), the rest float16; float32 "
+                         "arithmetic", **score_difference(before, OnnxClassifier(trial, device="cpu").predict(check_input))}
+    trial.replace(path)
+    out = {k: v for k, v in card.items() if k != "files"}
+    out.update(version=_next_minor(card.get("version", "1.0")), int8_storage=record)
+    out["format_change"] = f"v{out['version']}: the v{card.get('version')} model with {record['storage']}."
+    write_card(folder, out, list(card.get("files", [ONNX_NAME])))
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export a two-stage ResNet50 model folder to ONNX.")
     parser.add_argument("folder", type=Path, help="model folder with model_card.json and weights.npz")
     parser.add_argument("--drop-npz", action="store_true", help="delete weights.npz afterwards (ship ONNX only)")
-    parser.add_argument("--float32", action="store_true", help="store float32 weights (twice the size)")
+    parser.add_argument("--storage", choices=STORAGES, default="float16",
+                        help="how the weights are stored (default float16; int8: a quarter of float32)")
+    parser.add_argument("--requantise", action="store_true",
+                        help="store the folder's existing float16 resnet50.onnx as int8 (no weights.npz needed)")
     args = parser.parse_args(argv)
-    print(add_onnx_to_resnet_dir(args.folder, drop_npz=args.drop_npz, float16=not args.float32))
+    if args.requantise:
+        print(requantise_folder(args.folder))
+        return 0
+    print(add_onnx_to_resnet_dir(args.folder, drop_npz=args.drop_npz, storage=args.storage))
     return 0
 
 

@@ -109,6 +109,9 @@ def session_options(threads: int | None = None):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Idle pool threads sleep instead of spinning, leaving the cores to the thread preparing the next batch.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Weights stored as int8 (DequantizeLinear on an initialiser, float32 arithmetic) are then dequantised once when
+    # the session starts instead of at every batch; the shipped models hold no quantised activations this would slow.
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
     return options
 
 

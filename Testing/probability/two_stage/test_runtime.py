@@ -99,3 +99,25 @@ def test_backend_choice_and_damaged_onnx_file(onnx_model_dir, tmp_path):
         handle.write(b"\0" * 64)
     with pytest.raises(ModelError, match="checksum does not match"):
         open_classifier(damaged, "auto", "cpu")
+
+
+def test_int8_storage_halves_the_file_and_keeps_the_probabilities(onnx_model_dir, tmp_path):
+    import onnx
+
+    from CMBDetectionLib.probability.two_stage.classifier import load_classifier, to_network_input
+    from CMBDetectionLib.probability.two_stage.runtime import open_classifier
+    from CMBDetectionLib.training.two_stage_onnx import requantise_folder
+
+    folder = tmp_path / "int8"
+    shutil.copytree(onnx_model_dir, folder)
+    float16_size = (folder / "resnet50.onnx").stat().st_size
+    network_input = to_network_input(np.random.default_rng(3).random((16, 32, 32, 3), dtype=np.float32))
+    record = requantise_folder(folder, network_input)
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["version"] == "1.2" and card["int8_storage"] == record and record["patches"] == 16
+    assert (folder / "resnet50.onnx").stat().st_size < 0.6 * float16_size
+    graph = onnx.load(str(folder / "resnet50.onnx")).graph
+    assert sum(node.op_type == "DequantizeLinear" for node in graph.node) > 10
+    runner = open_classifier(folder, "onnxruntime", "cpu")[0]  # the card's new checksum verifies
+    reference = load_classifier(onnx_model_dir)[0].predict_on_batch(network_input).reshape(-1)  # float32 TensorFlow
+    assert np.abs(runner.predict(network_input) - reference).max() < 0.02
