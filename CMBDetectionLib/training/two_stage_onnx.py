@@ -87,7 +87,7 @@ def store_int8(model_proto, min_size: int = MIN_INT8_SIZE):
     replaced, nodes = set(), []
     for name in sorted(kernels):
         stored = casts[name].input[0] if name in casts else name
-        if stored not in initialisers or initialisers[stored].dims[0] == 0:
+        if stored not in initialisers:  # already dequantised, or computed
             continue
         values = numpy_helper.to_array(initialisers[stored])
         if values.size < min_size:
@@ -211,12 +211,25 @@ def requantise_folder(folder: str | os.PathLike, check_input: np.ndarray | None 
     if check_input is None:
         check_input = _random_input(int(card["input_shape"][0]))
     before = OnnxClassifier(path, device="cpu").predict(check_input)
-    converted = store_int8(onnx.load(str(path)))
+    def dequantised(model_proto) -> int:
+        return sum(node.op_type == "DequantizeLinear" for node in model_proto.graph.node)
+
+    original = onnx.load(str(path))
+    already = dequantised(original)
+    converted = store_int8(original)
+    if dequantised(converted) == already:
+        raise ValueError(f"{path} has no float convolution kernel of {MIN_INT8_SIZE} weights or more to store as int8 "
+                         "(is it int8 already?); nothing was changed.")
     onnx.checker.check_model(converted)
     trial = path.with_suffix(".int8.onnx")  # the shipped file is replaced only once the new one runs
-    onnx.save(converted, str(trial))
+    try:
+        onnx.save(converted, str(trial))
+        after = OnnxClassifier(trial, device="cpu").predict(check_input)
+    except BaseException:
+        trial.unlink(missing_ok=True)
+        raise
     record = {"storage": "int8 convolution kernels (one scale per output channel), the rest float16; float32 "
-                         "arithmetic", **score_difference(before, OnnxClassifier(trial, device="cpu").predict(check_input))}
+                         "arithmetic", **score_difference(before, after)}
     trial.replace(path)
     out = {k: v for k, v in card.items() if k != "files"}
     out.update(version=_next_minor(card.get("version", "1.0")), int8_storage=record)

@@ -121,3 +121,6 @@ def test_int8_storage_halves_the_file_and_keeps_the_probabilities(onnx_model_dir
     runner = open_classifier(folder, "onnxruntime", "cpu")[0]  # the card's new checksum verifies
     reference = load_classifier(onnx_model_dir)[0].predict_on_batch(network_input).reshape(-1)  # float32 TensorFlow
     assert np.abs(runner.predict(network_input) - reference).max() < 0.02
+    with pytest.raises(ValueError, match="int8 already"):  # a second pass changes nothing, and says so
+        requantise_folder(folder, network_input)
+    assert json.loads((folder / "model_card.json").read_text())["version"] == "1.2"
